@@ -1,0 +1,4 @@
+"""ClinFM: an open platform for clinical foundation models."""
+from __future__ import annotations
+
+__version__ = "0.1.0"

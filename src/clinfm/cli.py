@@ -1,0 +1,284 @@
+"""The ``clinfm`` command line: one command per verb, each a thin call into the packages.
+
+This module and ``serve`` are the only places that know about the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from clinfm import __version__
+
+app = typer.Typer(
+    help="ClinFM: ingest clinical records into MEDS, then build, validate and serve clinical foundation models.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+ingest_app = typer.Typer(help="Convert a source (OMOP, FHIR R4, MIMIC-IV, MEDS) into a MEDS dataset.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
+
+console = Console()
+err = Console(stderr=True)
+log = logging.getLogger("clinfm")
+
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the MEDS dataset to (replaced atomically).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes, one task each.")]
+ShardsOpt = Annotated[int | None, typer.Option("--shards", min=1, help="Output shards (default: by input size).")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the train/tuning/held_out split.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"clinfm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details (ids and counts only).")] = False,
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+# --- ingest ----------------------------------------------------------------------------------------------
+def _run_ingest(make_plan: Callable, out: Path, workers: int, shards: int | None, seed: int):
+    from clinfm.data.dataset import IngestError, build_dataset
+
+    try:
+        plan = make_plan()
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with Progress(
+        TextColumn(f"[bold]ingest {plan.source}[/bold]"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("tasks"), TimeElapsedColumn(), console=err, transient=False,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task("ingest", total=len(plan.tasks))
+        try:
+            summary = build_dataset(
+                plan, out, workers=workers, shards=shards, seed=seed,
+                progress=lambda done, total: progress.update(bar, completed=done, total=total),
+            )  # fmt: skip
+        except IngestError as exc:
+            err.print(f"[red]error:[/red] {exc}\nThe previous dataset at {out} (if any) is unchanged.")
+            raise typer.Exit(1) from exc
+    _print_reconciliation(summary)
+    return summary
+
+
+def _print_reconciliation(summary) -> None:
+    table = Table(title="Reconciliation: records read = converted + quarantined", title_justify="left")
+    for col in ("table / resource", "read", "converted", "quarantined", ""):
+        table.add_column(col, justify="left" if not col or col.startswith("table") else "right")
+    for name, c in sorted(summary.reconciliation.items()):
+        table.add_row(name, f"{c.read:,}", f"{c.converted:,}", f"{c.quarantined:,}", "ok" if c.balanced else "[red]MISMATCH")
+    console.print(table)
+    console.print(
+        f"Wrote [bold]{summary.subjects:,}[/bold] subjects, [bold]{summary.events:,}[/bold] events, "
+        f"{summary.codes:,} codes in {summary.shards} shard(s) to [cyan]{summary.path}[/cyan]"
+    )
+    if summary.quarantined:
+        console.print(
+            f"[yellow]{summary.quarantined:,} quarantine row(s)[/yellow] with reasons in "
+            f"[cyan]{summary.path / 'quarantine.parquet'}[/cyan]"
+        )
+
+
+@ingest_app.command("omop")
+def ingest_omop(
+    out: OutOpt,
+    duckdb_file: Annotated[Path | None, typer.Option("--duckdb", help="OMOP CDM in a DuckDB file.")] = None,
+    csv_dir: Annotated[Path | None, typer.Option("--csv", help="Folder of OMOP CDM CSV files (person.csv, ...).")] = None,
+    workers: WorkersOpt = 1,
+    shards: ShardsOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """OMOP CDM 5.3/5.4 to MEDS. With neither --duckdb nor --csv, reads the embedded Eunomia demo CDM."""
+    from clinfm.data.ingest import omop
+
+    _run_ingest(lambda: omop.plan(duckdb_file, csv_dir), out, workers, shards, seed)
+
+
+@ingest_app.command("fhir")
+def ingest_fhir(
+    path: Annotated[Path, typer.Argument(help="FHIR R4 Bundles (*.json) or Bulk Data NDJSON (*.ndjson[.gz]): a file or folder.")],
+    out: OutOpt,
+    workers: WorkersOpt = 1,
+    shards: ShardsOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """FHIR R4 (Bundles or Bulk Data NDJSON, e.g. Synthea output) to MEDS."""
+    from clinfm.data.ingest import fhir
+
+    _run_ingest(lambda: fhir.plan(path), out, workers, shards, seed)
+
+
+@ingest_app.command("mimic")
+def ingest_mimic(
+    path: Annotated[Path, typer.Argument(help="MIMIC-IV root folder holding hosp/ and icu/ CSV(.gz) tables.")],
+    out: OutOpt,
+    workers: WorkersOpt = 1,
+    shards: ShardsOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """MIMIC-IV (hosp/ and icu/ modules) to MEDS."""
+    from clinfm.data.ingest import mimic
+
+    _run_ingest(lambda: mimic.plan(path), out, workers, shards, seed)
+
+
+@ingest_app.command("meds")
+def ingest_meds(
+    path: Annotated[Path, typer.Argument(help="An existing MEDS dataset folder (data/*.parquet).")],
+    out: OutOpt,
+    workers: WorkersOpt = 1,
+    shards: ShardsOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Validate and adopt an existing MEDS dataset (its splits and code descriptions are kept)."""
+    from clinfm.data.ingest import meds
+
+    _run_ingest(lambda: meds.plan(path), out, workers, shards, seed)
+
+
+# --- looking at a dataset ------------------------------------------------------------------------------
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="MEDS dataset folder.")]) -> None:
+    """Check a dataset against MEDS and ClinFM's rules (sorted shards, one shard per subject, splits)."""
+    from clinfm.data.dataset import validate_dataset
+
+    try:
+        summary = validate_dataset(path)
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]invalid:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]valid[/green] MEDS dataset: {summary.subjects:,} subjects, {summary.events:,} events, "
+                  f"{summary.shards} shard(s)")  # fmt: skip
+
+
+@app.command()
+def stats(
+    path: Annotated[Path, typer.Argument(help="MEDS dataset folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (machine-readable).")] = False,
+    top: Annotated[int, typer.Option(help="How many of the most frequent codes to list.")] = 15,
+) -> None:
+    """Subjects, events, codes by vocabulary, time span and top codes of a dataset."""
+    from clinfm.data.stats import dataset_stats
+
+    try:
+        s = dataset_stats(path, top=top)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if as_json:
+        print(json.dumps(s, indent=2))
+        return
+    print_stats(s)
+
+
+def print_stats(s: dict) -> None:
+    console.print(
+        f"[bold]{s['path']}[/bold]: {s['subjects']:,} subjects, {s['events']:,} events, {s['codes']:,} codes, "
+        f"{s['shards']} shard(s); {s['time_span']['first']} to {s['time_span']['last']}; "
+        f"median {s['events_per_subject_median']:.0f} events per subject; {s['quarantined']:,} quarantined"
+    )
+    if s["splits"]:
+        console.print("splits: " + ", ".join(f"{k} {v:,}" for k, v in s["splits"].items()))
+    vocab = Table(title="Codes by vocabulary", title_justify="left")
+    for c in ("vocabulary", "events", "codes"):
+        vocab.add_column(c, justify="left" if c == "vocabulary" else "right")
+    for v in s["vocabularies"]:
+        vocab.add_row(v["vocabulary"], f"{v['events']:,}", f"{v['codes']:,}")
+    top = Table(title="Most frequent codes", title_justify="left")
+    for c in ("code", "events", "description"):
+        top.add_column(c, justify="right" if c == "events" else "left")
+    for t in s["top_codes"]:
+        top.add_row(t["code"], f"{t['events']:,}", t["description"] or "")
+    console.print(vocab)
+    console.print(top)
+
+
+@app.command()
+def timeline(
+    path: Annotated[Path, typer.Argument(help="MEDS dataset folder.")],
+    subject_id: Annotated[int, typer.Argument(help="Subject id (pseudonymous after de-identification).")],
+    limit: Annotated[int, typer.Option(help="Show at most this many events (0: all).")] = 200,
+    show_text: Annotated[bool, typer.Option("--show-text", help="Show note text (PHI before de-identification).")] = False,
+) -> None:
+    """A subject's timeline in the terminal, colour-coded by kind of event."""
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.data.timeline import render_timeline
+
+    try:
+        db = SubjectDatabase(path)
+        subject = db[subject_id]
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    except KeyError as exc:
+        err.print(f"[red]error:[/red] subject {subject_id} is not in {path} ({len(db):,} subjects; try "
+                  f"`clinfm stats {path}`)")  # fmt: skip
+        raise typer.Exit(2) from exc
+    console.print(render_timeline(subject, db.descriptions(), limit=limit, show_text=show_text))
+
+
+# --- the demo --------------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo-output"),
+    workers: WorkersOpt = 2,
+) -> None:
+    """The main job on the embedded Eunomia data: ingest to MEDS, statistics, one patient's timeline."""
+    from clinfm.data.ingest import omop
+    from clinfm.data.stats import dataset_stats
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.data.timeline import render_timeline
+
+    out = out.resolve()
+    dataset = out / "eunomia-meds"
+    console.rule("[bold]1. Ingest the embedded Eunomia OMOP CDM into MEDS")
+    _run_ingest(lambda: omop.plan(), dataset, workers, None, 0)
+    console.rule("[bold]2. Dataset statistics")
+    s = dataset_stats(dataset)
+    print_stats(s)
+    (out / "eunomia-stats.json").write_text(json.dumps(s, indent=2))
+    console.rule("[bold]3. One patient's timeline")
+    db = SubjectDatabase(dataset)
+    sid = _typical_subject(db)
+    console.print(render_timeline(db[sid], db.descriptions(), limit=40))
+    console.rule("[bold green]Done")
+    console.print(
+        f"MEDS dataset:     [cyan]{dataset}[/cyan]\n"
+        f"Statistics:       [cyan]{out / 'eunomia-stats.json'}[/cyan]\n"
+        f"Quarantine:       [cyan]{dataset / 'quarantine.parquet'}[/cyan]\n"
+        f"Next:             [bold]clinfm timeline {dataset} {sid}[/bold]   or   [bold]clinfm stats {dataset}[/bold]"
+    )
+
+
+def _typical_subject(db) -> int:
+    """A subject with a visit and a median-sized record: a readable example."""
+    from clinfm import schema
+
+    ids = list(db)
+    sizes = sorted((len(db.table(s)), s) for s in ids[: min(len(ids), 500)])
+    for n, sid in sizes[len(sizes) // 2 :]:
+        codes = db.table(sid).column(schema.CODE).to_pylist()
+        if any(c.startswith("VISIT//") for c in codes):
+            return sid
+    return sizes[len(sizes) // 2][1]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+    app()

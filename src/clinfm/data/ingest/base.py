@@ -1,0 +1,159 @@
+"""The contract every ingest source follows, and the bookkeeping that proves nothing was lost.
+
+A source plans a list of :class:`IngestTask` (one file or row range each) and converts one task at a time
+into :class:`ShardOutput` batches; :func:`clinfm.data.dataset.build_dataset` runs the tasks (in processes,
+later on Ray), merges them into a MEDS dataset and checks the reconciliation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from clinfm import schema
+
+
+@dataclass(frozen=True, slots=True)
+class IngestTask:
+    """One unit of work, small enough for one worker and picklable for processes or Ray.
+
+    ``source_file`` is shown to the user and stored in the quarantine (a path, never PHI). ``start`` and
+    ``stop`` are a row or byte range when a large file is split; ``options`` carries source settings.
+    """
+
+    source_file: str
+    table: str
+    start: int = 0
+    stop: int | None = None
+    options: tuple[tuple[str, object], ...] = ()
+
+    def option(self, name: str, default: object = None) -> object:
+        return dict(self.options).get(name, default)
+
+
+@dataclass(slots=True)
+class RecordCounts:
+    """Reconciliation for one table or resource type: ``read == converted + quarantined``."""
+
+    read: int = 0
+    converted: int = 0
+    quarantined: int = 0
+
+    def add(self, other: RecordCounts) -> None:
+        self.read += other.read
+        self.converted += other.converted
+        self.quarantined += other.quarantined
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.converted + self.quarantined
+
+    def as_dict(self) -> dict[str, int]:
+        return {"read": self.read, "converted": self.converted, "quarantined": self.quarantined}
+
+
+@dataclass(slots=True)
+class ShardOutput:
+    """What converting (part of) one task produced. Sources fill it through :class:`ShardBuilder`."""
+
+    events: pa.Table
+    quarantine: pa.Table
+    counts: dict[str, RecordCounts]
+    code_descriptions: dict[str, str] = field(default_factory=dict)
+    event_tables: list[str] | None = None
+    """The source table of each event (same length as ``events``); ``None`` when a batch holds one table.
+    The builder needs it to move an event back to its table's quarantine count (birth-after-death)."""
+
+
+class ShardBuilder:
+    """Accumulates events and quarantine rows column-wise, keeping the per-table counts honest.
+
+    Use :meth:`record` once per source record: it counts the record as read, then either converted (when
+    it produced events) or quarantined (when :meth:`reject` was called for it).
+    """
+
+    def __init__(self, source_file: str) -> None:
+        self.source_file = source_file
+        self._cols: dict[str, list] = {name: [] for name in schema.EVENT_COLUMNS}
+        self._tables: list[str] = []
+        self._quarantine: dict[str, list] = {name: [] for name in schema.QUARANTINE_SCHEMA.names}
+        self.counts: dict[str, RecordCounts] = {}
+        self.code_descriptions: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._cols[schema.SUBJECT_ID])
+
+    def add_event(
+        self,
+        subject_id: int,
+        time: object,
+        code: str,
+        numeric_value: float | None = None,
+        text_value: str | None = None,
+        unit: str | None = None,
+        table: str = "",
+    ) -> None:
+        """Add one event; ``table`` names the source table or resource type it came from."""
+        self._tables.append(table)
+        c = self._cols
+        c[schema.SUBJECT_ID].append(subject_id)
+        c[schema.TIME].append(time)
+        c[schema.CODE].append(code)
+        c[schema.NUMERIC_VALUE].append(numeric_value)
+        c[schema.TEXT_VALUE].append(text_value)
+        c[schema.UNIT].append(unit)
+
+    def describe(self, code: str, description: str | None) -> None:
+        if description and code not in self.code_descriptions:
+            self.code_descriptions[code] = description
+
+    def converted(self, table: str, n: int = 1) -> None:
+        counts = self.counts.setdefault(table, RecordCounts())
+        counts.read += n
+        counts.converted += n
+
+    def reject(self, table: str, locator: str, reason: str, n: int = 1) -> None:
+        """Quarantine ``n`` records of ``table`` at ``locator`` (a line, row id or byte range)."""
+        counts = self.counts.setdefault(table, RecordCounts())
+        counts.read += n
+        counts.quarantined += n
+        q = self._quarantine
+        q["source_file"].append(self.source_file)
+        q["table"].append(table)
+        q["locator"].append(locator)
+        q["reason"].append(reason)
+
+    def flush(self) -> ShardOutput:
+        """Hand over what was built so far and start empty (keeps memory bounded by the batch)."""
+        out = ShardOutput(
+            events=schema.events_table(self._cols),
+            quarantine=pa.Table.from_pydict(self._quarantine, schema=schema.QUARANTINE_SCHEMA),
+            counts=self.counts,
+            code_descriptions=self.code_descriptions,
+            event_tables=self._tables if any(self._tables) else None,
+        )
+        self._cols = {name: [] for name in schema.EVENT_COLUMNS}
+        self._tables = []
+        self._quarantine = {name: [] for name in schema.QUARANTINE_SCHEMA.names}
+        self.counts, self.code_descriptions = {}, {}
+        return out
+
+
+ConvertFn = Callable[[IngestTask], Iterator[ShardOutput]]
+"""A source's converter: a top-level (picklable) function from one task to its output batches."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    """What a source hands to the dataset builder."""
+
+    source: str  # "omop", "fhir", "mimic", "meds"
+    source_path: str
+    tasks: list[IngestTask]
+    convert: ConvertFn
+    input_bytes: int = 0
+    code_descriptions: dict[str, str] = field(default_factory=dict)
+    subject_splits: dict[int, str] = field(default_factory=dict)
+    """Splits the source already defines (MEDS input); other subjects get a seeded hash split."""
