@@ -28,7 +28,7 @@ ingest_app = typer.Typer(help="Convert a source (OMOP, FHIR R4, MIMIC-IV, MEDS) 
 app.add_typer(ingest_app, name="ingest")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("clinfm")
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the MEDS dataset to (replaced atomically).")]

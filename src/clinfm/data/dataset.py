@@ -10,6 +10,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -118,7 +119,8 @@ def _run_tasks(plan: SourcePlan, parts_dir: Path, n_buckets: int, workers: int, 
             if progress:
                 progress(len(results), total)
         return results
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: polars and DuckDB hold thread pools that a forked child can deadlock on
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for result in pool.map(run_task, *zip(*args)):
             results.append(result)
             if progress:

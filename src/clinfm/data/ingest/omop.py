@@ -103,10 +103,10 @@ def _connect(task: IngestTask) -> duckdb.DuckDBPyConnection:
     for table, path in dict(task.option("csv_files", ())).items():
         if task.table in ("probe", table) or table == "concept":
             kind = "VIEW" if task.table == "probe" else "TABLE"
+            quoted = "'" + str(path).replace("'", "''") + "'"
             con.execute(
-                f"CREATE {kind} {table} AS SELECT * FROM read_csv(?, all_varchar=true, header=true, "
-                "strict_mode=false, null_padding=true)",
-                [path],
+                f"CREATE {kind} {table} AS SELECT * FROM read_csv({quoted}, all_varchar=true, header=true, "
+                "strict_mode=false, null_padding=true)"
             )
     return con
 

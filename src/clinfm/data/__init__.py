@@ -1,0 +1,1 @@
+"""Data layer: ingest sources, the MEDS dataset builder, the subject store."""

@@ -1,0 +1,1 @@
+"""One module per source: omop, fhir, mimic, meds; each plans tasks and converts one task."""
