@@ -9,6 +9,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,17 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+@contextmanager
+def _progress_bar(label: str, unit: str, total: int | None = None):
+    """A rich progress bar on stderr; yields ``update(done, total)``."""
+    with Progress(
+        TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+        TimeElapsedColumn(), console=err,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task(label, total=total)
+        yield lambda done, total=total: progress.update(bar, completed=done, total=total)
+
+
 # --- ingest ----------------------------------------------------------------------------------------------
 def _run_ingest(make_plan: Callable, out: Path, workers: int, shards: int | None, seed: int):
     from clinfm.data.dataset import IngestError, build_dataset
@@ -60,16 +72,9 @@ def _run_ingest(make_plan: Callable, out: Path, workers: int, shards: int | None
     except (FileNotFoundError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
-    with Progress(
-        TextColumn(f"[bold]ingest {plan.source}[/bold]"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("tasks"), TimeElapsedColumn(), console=err, transient=False,
-    ) as progress:  # fmt: skip
-        bar = progress.add_task("ingest", total=len(plan.tasks))
+    with _progress_bar(f"ingest {plan.source}", "tasks", total=len(plan.tasks)) as update:
         try:
-            summary = build_dataset(
-                plan, out, workers=workers, shards=shards, seed=seed,
-                progress=lambda done, total: progress.update(bar, completed=done, total=total),
-            )  # fmt: skip
+            summary = build_dataset(plan, out, workers=workers, shards=shards, seed=seed, progress=update)
         except IngestError as exc:
             err.print(f"[red]error:[/red] {exc}\nThe previous dataset at {out} (if any) is unchanged.")
             raise typer.Exit(1) from exc
@@ -231,6 +236,88 @@ def timeline(
                   f"`clinfm stats {path}`)")  # fmt: skip
         raise typer.Exit(2) from exc
     console.print(render_timeline(subject, db.descriptions(), limit=limit, show_text=show_text))
+
+
+# --- de-identification -----------------------------------------------------------------------------------
+@app.command("deid-secret")
+def deid_secret(path: Annotated[Path, typer.Argument(help="Where to write the new secret (mode 0600).")]) -> None:
+    """Create a random de-identification secret. Keep it: the same secret gives the same pseudonyms."""
+    from clinfm.deid.structured import create_secret
+
+    try:
+        create_secret(path)
+    except FileExistsError as exc:
+        err.print(f"[red]error:[/red] {path} already exists; refusing to overwrite a secret")
+        raise typer.Exit(2) from exc
+    console.print(f"Wrote a new secret to [cyan]{path}[/cyan] (mode 0600). Anyone holding it can link "
+                  "pseudonyms back to source ids: store it like a password.")  # fmt: skip
+
+
+@app.command()
+def deid(
+    path: Annotated[Path, typer.Argument(help="MEDS dataset to de-identify.")],
+    out: OutOpt,
+    secret_file: Annotated[Path | None, typer.Option("--secret-file", help="Secret key file (required).")] = None,
+    policy: Annotated[str, typer.Option(help="shift (model building: dates shifted per subject) or safe-harbor.")] = "shift",
+) -> None:
+    """De-identify a MEDS dataset: keyed pseudonyms, per-subject date shifts (or Safe Harbor), scrubbed notes."""
+    from clinfm.deid.structured import POLICIES, SecretError, deidentify_dataset, read_secret
+
+    if policy not in POLICIES:
+        err.print(f"[red]error:[/red] --policy {policy!r} is not one of {', '.join(POLICIES)}")
+        raise typer.Exit(2)
+    try:
+        secret = read_secret(secret_file)
+    except SecretError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    with _progress_bar("de-identify", "shards") as update:
+        try:
+            result = deidentify_dataset(path, out, secret, policy=policy, progress=update)  # type: ignore[arg-type]
+        except (ValueError, FileNotFoundError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    print_deid_summary(result)
+
+
+def print_deid_summary(result) -> None:
+    r = result.report
+    table = Table(title=f"De-identification ({r['policy']})", title_justify="left")
+    table.add_column("identifier")
+    table.add_column("count", justify="right")
+    for key, value in r["changed"].items():
+        if key == "note_spans_by_label":
+            value = sum(value.values())
+            key = "note spans replaced"
+        table.add_row(key.replace("_", " "), f"{value:,}")
+    console.print(table)
+    k = r["k_anonymity"]
+    console.print(f"k-anonymity over {', '.join(k['quasi_identifiers']) or 'no quasi-identifiers'}: k = {k['k']}, "
+                  f"{k.get('classes_below_threshold', 0)} classes below {k.get('threshold', '-')}")  # fmt: skip
+    console.print(f"De-identified dataset: [cyan]{result.path}[/cyan]\nReport: [cyan]{result.path / 'deid_report.html'}[/cyan]")
+
+
+@app.command("deid-text")
+def deid_text(
+    in_path: Annotated[Path, typer.Option("--in", help="JSONL input, one {\"id\", \"text\"} object a line.")],
+    out_path: Annotated[Path, typer.Option("--out", help="JSONL output with spans (and text unless detect).")],
+    mode: Annotated[str, typer.Option(help="detect, redact, tag or surrogate.")] = "redact",
+    quarantine: Annotated[Path | None, typer.Option(help="Where bad lines go (default OUT.quarantine.jsonl).")] = None,
+) -> None:
+    """De-identify free text line by line, for any pipeline. Bad lines are quarantined, never fatal."""
+    from clinfm.deid.textio import MODES, deid_jsonl
+
+    if mode not in MODES:
+        err.print(f"[red]error:[/red] --mode {mode!r} is not one of {', '.join(MODES)}")
+        raise typer.Exit(2)
+    if not in_path.is_file():
+        err.print(f"[red]error:[/red] --in {str(in_path)!r} does not exist")
+        raise typer.Exit(2)
+    quarantine = quarantine or out_path.with_suffix(".quarantine.jsonl")
+    with _progress_bar("deid-text", "lines", total=None) as update:
+        counts = deid_jsonl(in_path, out_path, mode=mode, quarantine_path=quarantine, progress=lambda n: update(n, None))
+    console.print(" ".join(f"{k}: {v:,}" for k, v in counts.items() if isinstance(v, int)))
+    console.print(f"Output: [cyan]{out_path}[/cyan]" + (f"; quarantine: [cyan]{quarantine}[/cyan]" if counts.get("quarantined") else ""))
 
 
 # --- the demo --------------------------------------------------------------------------------------------

@@ -249,7 +249,7 @@ def build_dataset(
         summary = _assemble(plan, results, parts, tmp, n_buckets, seed)
         shutil.rmtree(parts)
         validate_dataset(tmp)
-        _replace(tmp, out_dir)
+        replace_atomically(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -315,7 +315,8 @@ def _assemble(plan, results, parts: Path, tmp: Path, n_buckets: int, seed: int) 
     return summary
 
 
-def _replace(tmp: Path, out_dir: Path) -> None:
+def replace_atomically(tmp: Path, out_dir: Path) -> None:
+    """Move a completed folder into place; the previous one is removed only after the rename."""
     old = None
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

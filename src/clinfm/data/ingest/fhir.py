@@ -84,7 +84,15 @@ VOCABULARIES = {
 }
 """FHIR code system URL -> vocabulary (OMOP ``vocabulary_id`` spelling, as in :mod:`clinfm.schema`)."""
 
-VISIT_CLASSES = {"IMP": "IP", "ACUTE": "IP", "NONAC": "IP", "EMER": "ER", "AMB": "OP", "HH": "HH", "OBSENC": "OBS"}
+VISIT_CLASSES = {
+    "IMP": "IP",
+    "ACUTE": "IP",
+    "NONAC": "IP",
+    "EMER": "ER",
+    "AMB": "OP",
+    "HH": "HH",
+    "OBSENC": "OBS",
+}
 """``Encounter.class.code`` (v3 ActCode) -> visit type; any other class is ``OTHER``."""
 
 NOTE_KINDS = {
@@ -165,7 +173,12 @@ def subject_id(fhir_id: str) -> int:
     """
     sid = _SUBJECT_IDS.get(fhir_id)
     if sid is None:
-        if fhir_id.isdigit() and fhir_id.isascii() and (fhir_id == "0" or fhir_id[0] != "0") and int(fhir_id) <= _INT63:
+        if (
+            fhir_id.isdigit()
+            and fhir_id.isascii()
+            and (fhir_id == "0" or fhir_id[0] != "0")
+            and int(fhir_id) <= _INT63
+        ):
             sid = int(fhir_id)
         else:
             sid = int.from_bytes(hashlib.sha256(fhir_id.encode()).digest()[:8], "big") & _INT63
@@ -245,7 +258,7 @@ def _time(value: object, where: str) -> int:
     return t
 
 
-_EPOCH, _EPOCH_UTC = dt.datetime(1970, 1, 1), dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH, _EPOCH_UTC = dt.datetime(1970, 1, 1), dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 _TIMES: dict[str, int] = {}
 
@@ -262,7 +275,16 @@ class _Rejected(Exception):
 class _Context:
     """What converters share within one task: the builder, caches, and the current Bundle's lookups."""
 
-    __slots__ = ("builder", "add", "described", "converted", "subjects", "patients", "medications", "full_url")
+    __slots__ = (
+        "add",
+        "builder",
+        "converted",
+        "described",
+        "full_url",
+        "medications",
+        "patients",
+        "subjects",
+    )
 
     def __init__(self, builder: ShardBuilder) -> None:
         self.builder = builder
@@ -319,8 +341,11 @@ def _first_time(r: dict, rt: str, fields: tuple[str, ...]) -> int:
     raise _Rejected(f"{rt} has no {' or '.join(fields)} (expected a FHIR dateTime)")
 
 
-def _concept(cc: object, where: str) -> tuple[str, object]:
-    """``(code, display)`` of a CodeableConcept: the first coding in a known vocabulary, else the first one."""
+def _concept(cc: object, where: str, index: int | None = None) -> tuple[str, object]:
+    """``(code, display)`` of a CodeableConcept: the first coding in a known vocabulary, else the first one.
+
+    ``where`` names the field in a quarantine reason (a ``{}`` in it is filled with ``index``, only then).
+    """
     codings = cc.get("coding") if cc.__class__ is dict else None  # type: ignore[union-attr]
     if codings.__class__ is list:
         first = codings[0] if codings else None  # type: ignore[index]
@@ -344,7 +369,10 @@ def _concept(cc: object, where: str) -> tuple[str, object]:
                 fallback = (code, c.get("display"))
         if fallback is not None:
             return fallback
-    raise _Rejected(f"{where} has no coding with a code (expected a CodeableConcept with coding[].system and .code)")
+    where = where if index is None else where.format(index)
+    raise _Rejected(
+        f"{where} has no coding with a code (expected a CodeableConcept with coding[].system and .code)"
+    )
 
 
 _STANDARD_CODES: dict[tuple[object, object], str] = {}
@@ -356,12 +384,17 @@ def _check_status(r: dict, rt: str) -> None:
         raise _Rejected(f"{rt}.status is {status!r}: the record is retracted or the event did not happen")
 
 
-def _value(h: dict, where: str = "Observation") -> tuple[float | None, str | None, str | None]:
+def _value(
+    h: dict, where: str = "Observation", index: int | None = None
+) -> tuple[float | None, str | None, str | None]:
     """``(numeric_value, text_value, unit)`` of an Observation or component ``value[x]``."""
     vq = h.get("valueQuantity")
     if vq is not None:
         if vq.__class__ is not dict:
-            raise _Rejected(f"{where}.valueQuantity {vq!r} is not a Quantity (expected an object with value, unit)")
+            where = where if index is None else where.format(index)
+            raise _Rejected(
+                f"{where}.valueQuantity {vq!r} is not a Quantity (expected an object with value, unit)"
+            )
         v = vq.get("value")
         unit = vq.get("unit") or vq.get("code")
         if unit.__class__ is not str:
@@ -436,7 +469,9 @@ def _patient(r: dict, ctx: _Context) -> None:
     birth = None if birth_raw is None else _time(birth_raw, "Patient.birthDate")
     death = None if death_raw is None else _time(death_raw, "Patient.deceasedDateTime")
     if birth is not None and death is not None and birth > death:
-        raise _Rejected(f"Patient.birthDate {birth_raw!r} is after deceasedDateTime {death_raw!r} (birth after death)")
+        raise _Rejected(
+            f"Patient.birthDate {birth_raw!r} is after deceasedDateTime {death_raw!r} (birth after death)"
+        )
     statics = [schema.gender_code(r.get("gender") if r.get("gender").__class__ is str else None)]
     for ext in r.get("extension") or ():
         url = ext.get("url") if ext.__class__ is dict else None
@@ -463,7 +498,11 @@ def _us_core_categories(ext: dict) -> list[str]:
             if value.__class__ is str and value.strip():
                 values.append(value)
     if not values:
-        values = [e["valueString"] for e in parts if e.get("url") == "text" and e.get("valueString").__class__ is str]
+        values = [
+            e["valueString"]
+            for e in parts
+            if e.get("url") == "text" and e.get("valueString").__class__ is str
+        ]
     return [v for v in values if v.strip()]
 
 
@@ -478,7 +517,9 @@ def _encounter(r: dict, ctx: _Context) -> None:
     end = period.get("end")  # type: ignore[union-attr]
     t1 = None if end is None else _time(end, "Encounter.period.end")
     if t1 is not None and t1 < t0:
-        raise _Rejected(f"Encounter.period.end {end!r} is before period.start {start!r} (expected end >= start)")
+        raise _Rejected(
+            f"Encounter.period.end {end!r} is before period.start {start!r} (expected end >= start)"
+        )
     cls = r.get("class")
     if cls.__class__ is list and cls and cls[0].__class__ is dict:  # R5 shape: a list of CodeableConcepts
         cls = (cls[0].get("coding") or [None])[0]
@@ -493,14 +534,24 @@ _VISIT_CODES = {(v, b): schema.visit_code(v, b) for v in schema.VISIT_TYPES for 
 
 def _condition(r: dict, ctx: _Context) -> None:
     vs = r.get("verificationStatus")
-    for c in (vs.get("coding") or () if vs.__class__ is dict else ()):
+    for c in vs.get("coding") or () if vs.__class__ is dict else ():
         if c.__class__ is dict and c.get("code") in ("entered-in-error", "refuted"):
-            raise _Rejected(f"Condition.verificationStatus is {c.get('code')!r}: not a diagnosis the subject has")
-    _coded_event(r, ctx, "Condition", "subject", "code", ("onsetDateTime", "onsetPeriod.start", "recordedDate"))
+            raise _Rejected(
+                f"Condition.verificationStatus is {c.get('code')!r}: not a diagnosis the subject has"
+            )
+    _coded_event(
+        r, ctx, "Condition", "subject", "code", ("onsetDateTime", "onsetPeriod.start", "recordedDate")
+    )
 
 
 def _coded_event(
-    r: dict, ctx: _Context, rt: str, subject_field: str, code_field: str, time_fields: tuple[str, ...], prefix: str = ""
+    r: dict,
+    ctx: _Context,
+    rt: str,
+    subject_field: str,
+    code_field: str,
+    time_fields: tuple[str, ...],
+    prefix: str = "",
 ) -> None:
     """The common shape: one code at one time for one subject (``time_fields[0]`` is a plain field)."""
     try:  # fast path: subject, time and code already cached (see _observation)
@@ -534,9 +585,14 @@ def _immunization(r: dict, ctx: _Context) -> None:
 
 def _allergy(r: dict, ctx: _Context) -> None:
     _coded_event(
-        r, ctx, "AllergyIntolerance", "patient", "code",
-        ("recordedDate", "onsetDateTime", "onsetPeriod.start"), prefix="ALLERGY//",
-    )  # fmt: skip
+        r,
+        ctx,
+        "AllergyIntolerance",
+        "patient",
+        "code",
+        ("recordedDate", "onsetDateTime", "onsetPeriod.start"),
+        prefix="ALLERGY//",
+    )
 
 
 def _medication(r: dict, rt: str, ctx: _Context) -> tuple[str, object]:
@@ -548,7 +604,9 @@ def _medication(r: dict, rt: str, ctx: _Context) -> tuple[str, object]:
     if ref.__class__ is not str:
         raise _Rejected(f"{rt} has no medicationCodeableConcept or medicationReference.reference")
     if ref.startswith("#"):
-        med = next((c for c in r.get("contained") or () if c.__class__ is dict and c.get("id") == ref[1:]), None)
+        med = next(
+            (c for c in r.get("contained") or () if c.__class__ is dict and c.get("id") == ref[1:]), None
+        )
     else:
         med = ctx.medications.get(ref)
     if med is None:
@@ -582,53 +640,47 @@ _OBSERVATION_TIMES = ("effectiveDateTime", "effectivePeriod.start", "effectiveIn
 
 
 def _observation(r: dict, ctx: _Context) -> None:
-    # The hot path (most FHIR data are Observations). A coded quantity whose subject, time and code are
-    # already cached converts on subscripts alone; anything else (first sight of a time, components, other
-    # values, bad data) takes the general path, whose helpers also word the quarantine reasons.
+    # The hot path (most FHIR data are Observations): subject and time come from the caches when they can
+    # (one visit's timestamp repeats across its observations), the general helpers (which also word the
+    # quarantine reasons) run on a miss. Nothing raises for a record that converts.
     try:
         sid = ctx.subjects[r["subject"]["reference"]]
         t = _TIMES[r["effectiveDateTime"]]
-        coding = r["code"]["coding"][0]
-        code = _STANDARD_CODES[coding["system"], coding["code"]]
-        vq = r["valueQuantity"]
-        v, unit = vq["value"], vq["unit"]
-        fast = (
+    except (KeyError, TypeError):
+        sid = t = None
+    if r.get("status") in _RETRACTED:
+        _check_status(r, "Observation")
+    if sid is None or t is None:
+        sid = _subject(r, "Observation", "subject", ctx)
+        t = _first_time(r, "Observation", _OBSERVATION_TIMES)
+    code, display = _concept(r.get("code"), "Observation.code")
+    add, described = ctx.add, ctx.described
+    components = r.get("component")
+    vq = r.get("valueQuantity")
+    if vq.__class__ is dict and not components and "comparator" not in vq:  # a plain measurement
+        v, unit = vq.get("value"), vq.get("unit")  # type: ignore[union-attr]
+        if (
             (v.__class__ is float or v.__class__ is int)
             and unit.__class__ is str
             and -_FLOAT32_MAX <= v <= _FLOAT32_MAX
-            and "comparator" not in vq
-            and "component" not in r
-            and r.get("status") not in _RETRACTED
-        )
-    except (KeyError, TypeError, IndexError):
-        fast = False
-    if fast:
-        if code not in ctx.described:
-            ctx.describe(code, coding.get("display"))
-        ctx.add(sid, t, code, v, None, unit, "Observation")
-    else:
-        _observation_general(r, ctx)
-
-
-def _observation_general(r: dict, ctx: _Context) -> None:
-    _check_status(r, "Observation")
-    sid = _subject(r, "Observation", "subject", ctx)
-    t = _first_time(r, "Observation", _OBSERVATION_TIMES)
-    code, display = _concept(r.get("code"), "Observation.code")
+        ):
+            if code not in described:
+                ctx.describe(code, display)
+            add(sid, t, code, v, None, unit, "Observation")
+            return
     num, text, unit = _value(r)
-    components = r.get("component") or ()
     rows = []  # every component is checked before any event is added: a record converts whole or not at all
-    for i, comp in enumerate(components):
-        where = f"Observation.component[{i}]"
+    for i, comp in enumerate(components or ()):
         if comp.__class__ is not dict:
-            raise _Rejected(f"{where} {comp!r} is not an object")
-        c_code, c_display = _concept(comp.get("code"), f"{where}.code")
-        rows.append((c_code, c_display, *_value(comp, where)))
+            raise _Rejected(f"Observation.component[{i}] {comp!r} is not an object")
+        c_code, c_display = _concept(comp.get("code"), "Observation.component[{}].code", i)
+        rows.append((c_code, c_display, *_value(comp, "Observation.component[{}]", i)))
     if not components or num is not None or text is not None:  # a panel without a value is not an event
         rows.insert(0, (code, display, num, text, unit))
     for c_code, c_display, c_num, c_text, c_unit in rows:
-        ctx.describe(c_code, c_display)
-        ctx.add(sid, t, c_code, c_num, c_text, c_unit, "Observation")
+        if c_code not in described:
+            ctx.describe(c_code, c_display)
+        add(sid, t, c_code, c_num, c_text, c_unit, "Observation")
 
 
 def _diagnostic_report(r: dict, ctx: _Context) -> None:
@@ -653,7 +705,9 @@ def _document_reference(r: dict, ctx: _Context) -> None:
         period = context.get("period") if context.__class__ is dict else None
         start = period.get("start") if period.__class__ is dict else None
         if start is None:
-            raise _Rejected("DocumentReference has no date or context.period.start (expected a FHIR dateTime)")
+            raise _Rejected(
+                "DocumentReference has no date or context.period.start (expected a FHIR dateTime)"
+            )
         t = _time(start, "DocumentReference.context.period.start")
     kind, display = "OTHER", None
     if r.get("type") is not None:
@@ -693,23 +747,32 @@ EVENT_TYPES = frozenset(_CONVERTERS) - NON_EVENT_TYPES
 
 def _convert_resource(r: object, ctx: _Context) -> tuple[str, str] | None:
     """Convert one resource; ``None`` when it converted, else ``(table, reason)`` for the quarantine."""
-    rt = r.get("resourceType") if r.__class__ is dict else None  # type: ignore[union-attr]
-    converter = _CONVERTERS.get(rt) if rt.__class__ is str else None  # type: ignore[arg-type]
-    if converter is None:
-        return _untyped(r, rt)
+    try:
+        rt = r["resourceType"]  # type: ignore[index]
+        converter = _CONVERTERS[rt]
+    except (KeyError, TypeError, IndexError):  # not an object, no or an unknown resourceType
+        return _untyped(r)
     try:
         converter(r, ctx)
     except _Rejected as exc:
-        return rt, exc.reason  # type: ignore[return-value]
+        return rt, exc.reason
     except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:  # a shape we did not expect
-        return rt, f"{rt} has an unexpected structure ({exc.__class__.__name__}: {exc}); expected FHIR R4 JSON"  # type: ignore[return-value]
-    ctx.converted[rt] = ctx.converted.get(rt, 0) + 1  # type: ignore[index]
+        return (
+            rt,
+            f"{rt} has an unexpected structure ({exc.__class__.__name__}: {exc}); expected FHIR R4 JSON",
+        )
+    converted = ctx.converted
+    converted[rt] = converted.get(rt, 0) + 1
     return None
 
 
-def _untyped(r: object, rt: object) -> tuple[str, str]:
+def _untyped(r: object) -> tuple[str, str]:
+    rt = r.get("resourceType") if r.__class__ is dict else None  # type: ignore[union-attr]
     if r.__class__ is not dict:
-        return "unparseable", f"a {type(r).__name__} where a FHIR resource was expected (a JSON object with resourceType)"
+        return (
+            "unparseable",
+            f"a {type(r).__name__} where a FHIR resource was expected (a JSON object with resourceType)",
+        )
     if rt is None:
         return "unparseable", "resourceType is missing (expected a JSON object with a FHIR resourceType)"
     if rt.__class__ is not str:
@@ -742,13 +805,17 @@ def plan(path: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> SourcePlan
     else:
         raise FileNotFoundError(f"FHIR source {root} does not exist")
     if not files:
-        raise FileNotFoundError(f"{root} holds no FHIR files (expected *.json Bundles, *.ndjson or *.ndjson.gz)")
+        raise FileNotFoundError(
+            f"{root} holds no FHIR files (expected *.json Bundles, *.ndjson or *.ndjson.gz)"
+        )
     tasks, total = [], 0
     for p in files:
         kind, size = _kind(p.name), p.stat().st_size
         total += size
         if kind == "ndjson" and not p.name.endswith(".gz") and size > chunk_bytes:
-            tasks += [IngestTask(str(p), kind, s, min(s + chunk_bytes, size)) for s in range(0, size, chunk_bytes)]
+            tasks += [
+                IngestTask(str(p), kind, s, min(s + chunk_bytes, size)) for s in range(0, size, chunk_bytes)
+            ]
         else:
             tasks.append(IngestTask(str(p), kind))  # type: ignore[arg-type]
     return SourcePlan(source="fhir", source_path=str(root), tasks=tasks, convert=convert, input_bytes=total)
@@ -865,7 +932,9 @@ def _convert_bundle(task: IngestTask) -> Iterator[ShardOutput]:
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        builder.reject("Bundle", "file", "Bundle file is " + _not_json(raw, exc, "one complete FHIR Bundle per file"))
+        builder.reject(
+            "Bundle", "file", "Bundle file is " + _not_json(raw, exc, "one complete FHIR Bundle per file")
+        )
         yield ctx.flush()
         return
     if doc.__class__ is dict and doc.get("resourceType") == "Bundle":
@@ -880,7 +949,9 @@ def _convert_bundle(task: IngestTask) -> Iterator[ShardOutput]:
 def _bundle_entries(bundle: dict, ctx: _Context, prefix: str) -> Iterator[ShardOutput]:
     entries = bundle.get("entry") or []
     if entries.__class__ is not list:
-        ctx.builder.reject("Bundle", prefix or "file", f"Bundle.entry is a {type(entries).__name__} (expected a list)")
+        ctx.builder.reject(
+            "Bundle", prefix or "file", f"Bundle.entry is a {type(entries).__name__} (expected a list)"
+        )
         return
     _index_bundle(entries, ctx)
     for i, entry in enumerate(entries):

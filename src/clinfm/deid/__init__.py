@@ -1,0 +1,1 @@
+"""De-identification: structured (pseudonyms, date shifts, Safe Harbor) and clinical notes."""
