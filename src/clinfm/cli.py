@@ -324,32 +324,45 @@ def deid_text(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo-output"),
-    workers: WorkersOpt = 2,
+    workers: WorkersOpt = 1,
 ) -> None:
-    """The main job on the embedded Eunomia data: ingest to MEDS, statistics, one patient's timeline."""
+    """The main job on the embedded Eunomia data: ingest to MEDS, de-identify, statistics, a timeline."""
     from clinfm.data.ingest import omop
     from clinfm.data.stats import dataset_stats
     from clinfm.data.store import SubjectDatabase
     from clinfm.data.timeline import render_timeline
+    from clinfm.deid.structured import create_secret, deidentify_dataset, read_secret
 
     out = out.resolve()
-    dataset = out / "eunomia-meds"
+    raw, deid_dir, secret_file = out / "eunomia-meds", out / "eunomia-deid", out / "deid.secret"
     console.rule("[bold]1. Ingest the embedded Eunomia OMOP CDM into MEDS")
-    _run_ingest(lambda: omop.plan(), dataset, workers, None, 0)
-    console.rule("[bold]2. Dataset statistics")
-    s = dataset_stats(dataset)
+    _run_ingest(lambda: omop.plan(), raw, workers, None, 0)
+
+    console.rule("[bold]2. De-identify (keyed pseudonyms, per-subject date shifts, notes scrubbed)")
+    if not secret_file.exists():
+        create_secret(secret_file)
+        console.print(f"Created a de-identification secret at [cyan]{secret_file}[/cyan] (mode 0600); keep it safe.")
+    with _progress_bar("de-identify", "shards") as update:
+        result = deidentify_dataset(raw, deid_dir, read_secret(secret_file), policy="shift", progress=update)
+    print_deid_summary(result)
+
+    console.rule("[bold]3. Statistics of the de-identified dataset")
+    s = dataset_stats(deid_dir)
     print_stats(s)
-    (out / "eunomia-stats.json").write_text(json.dumps(s, indent=2))
-    console.rule("[bold]3. One patient's timeline")
-    db = SubjectDatabase(dataset)
+    (out / "eunomia-deid-stats.json").write_text(json.dumps(s, indent=2))
+
+    console.rule("[bold]4. One patient's timeline (pseudonymous id, shifted dates)")
+    db = SubjectDatabase(deid_dir)
     sid = _typical_subject(db)
     console.print(render_timeline(db[sid], db.descriptions(), limit=40))
+
     console.rule("[bold green]Done")
     console.print(
-        f"MEDS dataset:     [cyan]{dataset}[/cyan]\n"
-        f"Statistics:       [cyan]{out / 'eunomia-stats.json'}[/cyan]\n"
-        f"Quarantine:       [cyan]{dataset / 'quarantine.parquet'}[/cyan]\n"
-        f"Next:             [bold]clinfm timeline {dataset} {sid}[/bold]   or   [bold]clinfm stats {dataset}[/bold]"
+        f"Source MEDS dataset (identified):  [cyan]{raw}[/cyan]  (quarantine: {raw / 'quarantine.parquet'})\n"
+        f"De-identified dataset:             [cyan]{deid_dir}[/cyan]\n"
+        f"De-identification report:         [cyan]{deid_dir / 'deid_report.html'}[/cyan]\n"
+        f"Statistics:                        [cyan]{out / 'eunomia-deid-stats.json'}[/cyan]\n"
+        f"Next: [bold]clinfm timeline {deid_dir} {sid}[/bold]   or   [bold]clinfm stats {deid_dir}[/bold]"
     )
 
 
