@@ -79,6 +79,8 @@ def _run_ingest(make_plan: Callable, out: Path, workers: int, shards: int | None
             err.print(f"[red]error:[/red] {exc}\nThe previous dataset at {out} (if any) is unchanged.")
             raise typer.Exit(1) from exc
     _print_reconciliation(summary)
+    if plan.ignored_files:
+        console.print(f"[dim]Not converted (known, no events by design): {', '.join(plan.ignored_files)}[/dim]")
     return summary
 
 

@@ -213,6 +213,7 @@ def _dataset_json(plan: SourcePlan, summary: DatasetSummary, seed: int) -> dict:
         "clinfm_version": __version__,
         "etl_time": created,
         "split_seed": seed,
+        "ignored_files": plan.ignored_files,
         "row_counts": {
             "subjects": summary.subjects,
             "events": summary.events,

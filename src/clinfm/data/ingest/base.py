@@ -157,3 +157,15 @@ class SourcePlan:
     code_descriptions: dict[str, str] = field(default_factory=dict)
     subject_splits: dict[int, str] = field(default_factory=dict)
     """Splits the source already defines (MEDS input); other subjects get a seeded hash split."""
+    ignored_files: list[str] = field(default_factory=list)
+    """Input files the source knows and deliberately does not convert (shown to the user, kept in metadata)."""
+
+
+GZIP_EXPANSION = 6
+"""Rough uncompressed/compressed ratio of clinical CSV/NDJSON, to size shards from ``.gz`` inputs."""
+
+
+def estimated_bytes(path) -> int:
+    """Input size for shard planning: gzip files count as their estimated uncompressed size."""
+    size = path.stat().st_size
+    return size * GZIP_EXPANSION if str(path).endswith(".gz") else size

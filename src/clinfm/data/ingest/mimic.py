@@ -56,16 +56,20 @@ Not converted (the plan names these files in its log and in :func:`find_tables`)
 ``icu/ingredientevents`` (a breakdown of inputevents). Free-text ``comments`` columns are never read.
 
 Bad records are quarantined, never fatal: a missing required column (the whole file, counted as its rows),
-a malformed CSV row, an empty or non-integer subject_id, an unparsable time, an unusable code and a file
-that stops early (gzip truncated: rows before it stay converted, one quarantine row marks where it broke).
+a malformed CSV row, an empty or non-integer subject_id, an unparsable time, an unusable code, and a file
+that breaks off (truncated gzip): every row Python's decompressor recovers is converted, the last one is
+held back as possibly cut short, and one quarantine record (counted as one read) stands for the unread rest.
+Reasons name the file, the 1-based data row, the column, the value and what was expected.
 """
 
 from __future__ import annotations
 
 import csv
 import functools
+import gzip
 import io
 import logging
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +80,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from clinfm import schema
-from clinfm.data.ingest.base import IngestTask, RecordCounts, ShardOutput, SourcePlan
+from clinfm.data.ingest.base import IngestTask, RecordCounts, ShardOutput, SourcePlan, estimated_bytes
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,8 @@ TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 _EXPECTED_TIME = "expected YYYY-MM-DD HH:MM:SS or YYYY-MM-DD"
 _BLOCK_BYTES = 1 << 20
 _SEP = schema.SEP
+_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeError, csv.Error, pa.ArrowException)
+"""What reading a damaged file can raise; each becomes a quarantine row, never a crash."""
 
 
 # --- expression helpers --------------------------------------------------------------------------------
@@ -164,9 +170,6 @@ class Context:
     label: str  # "hosp/labevents.csv.gz", used in reasons
     root: Path
 
-    def table_path(self, table: str) -> Path | None:
-        return _table_path(self.root, table)
-
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -186,12 +189,15 @@ def _required_text(col: str, what: str) -> Check:
 
 def _integer(col: str, what: str) -> Check:
     return Check(
-        _s(col).is_not_null() & _int(col).is_null(), _msg(f"{col} ", _quoted(col), f" is not an integer {what}")
+        _s(col).is_not_null() & _int(col).is_null(),
+        _msg(f"{col} ", _quoted(col), f" is not an integer {what}"),
     )
 
 
 def _number(col: str) -> Check:
-    return Check(_s(col).is_not_null() & _num(col).is_null(), _msg(f"{col} ", _quoted(col), " is not a number"))
+    return Check(
+        _s(col).is_not_null() & _num(col).is_null(), _msg(f"{col} ", _quoted(col), " is not a number")
+    )
 
 
 # --- lookups (loaded once per worker process) ----------------------------------------------------------
@@ -201,6 +207,15 @@ def _table_path(root: Path, table: str) -> Path | None:
         if path.is_file():
             return path
     return None
+
+
+def _stamp(root: Path, table: str) -> tuple[str, int, int] | None:
+    """Identifies one version of a lookup file, so a per-process cache never serves a file that changed."""
+    path = _table_path(root, table)
+    if path is None:
+        return None
+    stat = path.stat()
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
 def _read_whole(path: Path | None, columns: tuple[str, ...]) -> pl.DataFrame:
@@ -213,17 +228,22 @@ def _read_whole(path: Path | None, columns: tuple[str, ...]) -> pl.DataFrame:
         if any(c not in stream.header for c in columns):
             return empty
         tables = [t for t, _ in stream.chunks(10**9)]
-    except (OSError, pa.ArrowException, csv.Error, UnicodeError):
+    except _READ_ERRORS:
         return empty
     if not tables:
         return empty
     return pl.from_arrow(pa.concat_tables(tables).select(list(columns)))
 
 
-@functools.lru_cache(maxsize=4)
-def _admissions(root: str) -> pl.DataFrame:
+def _admissions(root: Path) -> pl.DataFrame:
     """hadm_id -> subject, dischtime, deathtime; for diagnoses and DRG times and for deaths."""
-    raw = _read_whole(_table_path(Path(root), "hosp/admissions"), ("subject_id", "hadm_id", "dischtime", "deathtime"))
+    return _load_admissions(_stamp(root, "hosp/admissions"))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_admissions(stamp: tuple[str, int, int] | None) -> pl.DataFrame:
+    path = Path(stamp[0]) if stamp else None
+    raw = _read_whole(path, ("subject_id", "hadm_id", "dischtime", "deathtime"))
     return (
         raw.select(
             _int("hadm_id").alias("_hadm"),
@@ -236,9 +256,13 @@ def _admissions(root: str) -> pl.DataFrame:
     )
 
 
+def _icd_dictionary(root: Path, table: str) -> pl.DataFrame:
+    return _load_icd_dictionary(_stamp(root, table))
+
+
 @functools.lru_cache(maxsize=8)
-def _icd_dictionary(root: str, table: str) -> pl.DataFrame:
-    raw = _read_whole(_table_path(Path(root), table), ("icd_code", "icd_version", "long_title"))
+def _load_icd_dictionary(stamp: tuple[str, int, int] | None) -> pl.DataFrame:
+    raw = _read_whole(Path(stamp[0]) if stamp else None, ("icd_code", "icd_version", "long_title"))
     return (
         raw.select(
             _s("icd_code").str.to_uppercase().str.replace_all(".", "", literal=True).alias("_icd"),
@@ -250,16 +274,22 @@ def _icd_dictionary(root: str, table: str) -> pl.DataFrame:
     )
 
 
-@functools.lru_cache(maxsize=8)
-def _item_dictionary(root: str, table: str) -> pl.DataFrame:
+def _item_dictionary(root: Path, table: str) -> pl.DataFrame:
     """itemid -> label; d_labitems labels read ``label (fluid, category)``."""
-    path = _table_path(Path(root), table)
-    if table == "hosp/d_labitems":
+    return _load_item_dictionary(_stamp(root, table), with_fluid=table == "hosp/d_labitems")
+
+
+@functools.lru_cache(maxsize=8)
+def _load_item_dictionary(stamp: tuple[str, int, int] | None, with_fluid: bool) -> pl.DataFrame:
+    path = Path(stamp[0]) if stamp else None
+    if with_fluid:
         raw = _read_whole(path, ("itemid", "label", "fluid", "category"))
         detail = pl.concat_str([_s("fluid"), _s("category")], separator=", ", ignore_nulls=True)
-        label = pl.when(detail.is_not_null() & (detail != "")).then(
-            pl.concat_str([_s("label"), pl.lit(" ("), detail, pl.lit(")")])
-        ).otherwise(_s("label"))
+        label = (
+            pl.when(detail.is_not_null() & (detail != ""))
+            .then(pl.concat_str([_s("label"), pl.lit(" ("), detail, pl.lit(")")]))
+            .otherwise(_s("label"))
+        )
     else:
         raw = _read_whole(path, ("itemid", "label"))
         label = _s("label")
@@ -272,13 +302,16 @@ def _item_dictionary(root: str, table: str) -> pl.DataFrame:
 
 # --- table specifications ------------------------------------------------------------------------------
 def _prepare_patients(df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-    died_in_hospital = _admissions(str(ctx.root)).filter(pl.col("_adm_death").is_not_null())["_adm_subject"]
+    died_in_hospital = _admissions(ctx.root).filter(pl.col("_adm_death").is_not_null())["_adm_subject"]
     genders = {v: schema.gender_code(v) for v in df["gender"].unique().to_list() if v is not None}
     birth_year = _int("anchor_year") - _int("anchor_age")
     return df.with_columns(
-        pl.col("gender").replace_strict(genders, default=schema.gender_code(None), return_dtype=pl.String)
+        pl.col("gender")
+        .replace_strict(genders, default=schema.gender_code(None), return_dtype=pl.String)
         .alias("_gender"),
-        pl.when(birth_year.is_between(1, 9999)).then(pl.datetime(birth_year, 1, 1, time_unit="us")).alias("_birth"),
+        pl.when(birth_year.is_between(1, 9999))
+        .then(pl.datetime(birth_year, 1, 1, time_unit="us"))
+        .alias("_birth"),
         pl.col("_sid").is_in(died_in_hospital.implode()).alias("_died_in_hospital"),
     )
 
@@ -295,18 +328,29 @@ _PATIENTS = TableSpec(
         _integer("anchor_year", "(year)"),
         Check(
             pl.col("_birth").is_null(),
-            _msg("anchor_year - anchor_age = ", _int("anchor_year") - _int("anchor_age"), " is not a valid birth year"),
+            _msg(
+                "anchor_year - anchor_age = ",
+                _int("anchor_year") - _int("anchor_age"),
+                " is not a valid birth year",
+            ),
         ),
         Check(
             _t("dod") < pl.col("_birth"),
-            _msg("dod ", _quoted("dod"), " is before the birth date derived from anchor_year - anchor_age (",
-                 pl.col("_birth").dt.strftime("%Y-%m-%d"), ")"),
+            _msg(
+                "dod ",
+                _quoted("dod"),
+                " is before the birth date derived from anchor_year - anchor_age (",
+                pl.col("_birth").dt.strftime("%Y-%m-%d"),
+                ")",
+            ),
         ),
     ),
     emits=(
         Emit(pl.col("_gender")),
         Emit(pl.lit(schema.BIRTH), time=pl.col("_birth")),
-        Emit(pl.lit(schema.DEATH), time=_t("dod"), when=_t("dod").is_not_null() & ~pl.col("_died_in_hospital")),
+        Emit(
+            pl.lit(schema.DEATH), time=_t("dod"), when=_t("dod").is_not_null() & ~pl.col("_died_in_hospital")
+        ),
     ),
 )
 
@@ -322,16 +366,29 @@ def _visit(boundary: str, time: pl.Expr, text: pl.Expr, visit: pl.Expr | str) ->
 
 _ADMISSIONS = TableSpec(
     required=("subject_id", "hadm_id", "admittime", "dischtime"),
-    optional=("deathtime", "admission_type", "discharge_location", "insurance", "language", "marital_status",
-              "race", "edregtime", "edouttime"),
+    optional=(
+        "deathtime",
+        "admission_type",
+        "discharge_location",
+        "insurance",
+        "language",
+        "marital_status",
+        "race",
+        "edregtime",
+        "edouttime",
+    ),
     times={"admittime": True, "dischtime": True, "deathtime": False, "edregtime": False, "edouttime": False},
     prepare=_prepare_admissions,
     checks=(_required_text("hadm_id", "an admission id"), _integer("hadm_id", "admission id")),
     emits=(
         _visit("START", _t("admittime"), _s("admission_type"), pl.col("_visit")),
         _visit("END", _t("dischtime"), _s("discharge_location"), pl.col("_visit")),
-        Emit(pl.lit(schema.visit_code("ER", "START")), time=_t("edregtime"), when=_t("edregtime").is_not_null()),
-        Emit(pl.lit(schema.visit_code("ER", "END")), time=_t("edouttime"), when=_t("edouttime").is_not_null()),
+        Emit(
+            pl.lit(schema.visit_code("ER", "START")), time=_t("edregtime"), when=_t("edregtime").is_not_null()
+        ),
+        Emit(
+            pl.lit(schema.visit_code("ER", "END")), time=_t("edouttime"), when=_t("edouttime").is_not_null()
+        ),
         Emit(pl.lit(schema.DEATH), time=_t("deathtime"), when=_t("deathtime").is_not_null()),
         Emit(_code("RACE", _s("race"))),
         Emit(_code("INSURANCE", _s("insurance")), time=_t("admittime")),
@@ -357,7 +414,7 @@ _TRANSFERS = TableSpec(
 
 def _join_admission(df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     keyed = df.with_columns(_int("hadm_id").alias("_hadm"))
-    return keyed.join(_admissions(str(ctx.root)), on="_hadm", how="left", maintain_order="left")
+    return keyed.join(_admissions(ctx.root), on="_hadm", how="left", maintain_order="left")
 
 
 def _admission_checks(table: str) -> tuple[Check, ...]:
@@ -369,8 +426,15 @@ def _admission_checks(table: str) -> tuple[Check, ...]:
         Check(pl.col("_adm_subject").is_null(), _msg("hadm_id ", _quoted("hadm_id"), f" is not in {source}")),
         Check(
             pl.col("_adm_subject") != pl.col("_sid"),
-            _msg("subject_id ", pl.col("_sid"), " differs from the subject ", pl.col("_adm_subject"),
-                 " of admission ", pl.col("_hadm"), " in hosp/admissions"),
+            _msg(
+                "subject_id ",
+                pl.col("_sid"),
+                " differs from the subject ",
+                pl.col("_adm_subject"),
+                " of admission ",
+                pl.col("_hadm"),
+                " in hosp/admissions",
+            ),
         ),
         Check(
             pl.col("_adm_disch").is_null(),
@@ -390,16 +454,20 @@ def _dotted_diagnosis(code: pl.Expr, version: pl.Expr) -> pl.Expr:
     """ICD-9-CM: 3 digits then the dot, E codes 4 characters, V codes 3; ICD-10-CM: after 3 characters."""
     icd9 = _icd_head(code, pl.when(code.str.starts_with("E")).then(4).otherwise(3))
     return (
-        pl.when(version == "9").then(_code("ICD9CM", icd9))
-        .when(version == "10").then(_code("ICD10CM", _icd_head(code, 3)))
+        pl.when(version == "9")
+        .then(_code("ICD9CM", icd9))
+        .when(version == "10")
+        .then(_code("ICD10CM", _icd_head(code, 3)))
     )
 
 
 def _dotted_procedure(code: pl.Expr, version: pl.Expr) -> pl.Expr:
     """ICD-9 procedures: dot after 2 digits; ICD-10-PCS: no dot."""
     return (
-        pl.when(version == "9").then(_code("ICD9Proc", _icd_head(code, 2)))
-        .when(version == "10").then(_code("ICD10PCS", code))
+        pl.when(version == "9")
+        .then(_code("ICD9Proc", _icd_head(code, 2)))
+        .when(version == "10")
+        .then(_code("ICD10PCS", code))
     )
 
 
@@ -411,7 +479,7 @@ def _prepare_icd(dictionary: str, with_admission: bool) -> Callable[[pl.DataFram
             _s("icd_code").str.to_uppercase().str.replace_all(".", "", literal=True).alias("_icd"),
             _s("icd_version").alias("_icd_version"),
         )
-        titles = _icd_dictionary(str(ctx.root), dictionary)
+        titles = _icd_dictionary(ctx.root, dictionary)
         return df.join(titles, on=["_icd", "_icd_version"], how="left", maintain_order="left")
 
     return prepare
@@ -465,8 +533,10 @@ _DRGCODES = TableSpec(
     checks=_admission_checks("DRG codes") + (_required_text("drg_code", "a DRG code"),),
     emits=(
         Emit(
-            pl.when(_drg_type == "HCFA").then(_code("DRG", _s("drg_code")))
-            .when(_drg_type == "APR").then(_code("APR_DRG", _s("drg_code")))
+            pl.when(_drg_type == "HCFA")
+            .then(_code("DRG", _s("drg_code")))
+            .when(_drg_type == "APR")
+            .then(_code("APR_DRG", _s("drg_code")))
             .otherwise(_code("MIMIC_DRG", pl.coalesce(_drg_type, pl.lit("UNKNOWN")), _s("drg_code"))),
             time=pl.col("_adm_disch"),
             description=_s("description"),
@@ -474,9 +544,14 @@ _DRGCODES = TableSpec(
     ),
 )
 
+
+def _hcpcs_dictionary(root: Path) -> pl.DataFrame:
+    return _load_hcpcs_dictionary(_stamp(root, "hosp/d_hcpcs"))
+
+
 @functools.lru_cache(maxsize=4)
-def _hcpcs_dictionary(root: str) -> pl.DataFrame:
-    raw = _read_whole(_table_path(Path(root), "hosp/d_hcpcs"), ("code", "long_description"))
+def _load_hcpcs_dictionary(stamp: tuple[str, int, int] | None) -> pl.DataFrame:
+    raw = _read_whole(Path(stamp[0]) if stamp else None, ("code", "long_description"))
     return (
         raw.select(_s("code").str.to_uppercase().alias("_hcpcs"), _s("long_description").alias("_title"))
         .drop_nulls("_hcpcs")
@@ -486,7 +561,7 @@ def _hcpcs_dictionary(root: str) -> pl.DataFrame:
 
 def _prepare_hcpcs(df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
     keyed = df.with_columns(_s("hcpcs_cd").str.to_uppercase().alias("_hcpcs"))
-    return keyed.join(_hcpcs_dictionary(str(ctx.root)), on="_hcpcs", how="left", maintain_order="left")
+    return keyed.join(_hcpcs_dictionary(ctx.root), on="_hcpcs", how="left", maintain_order="left")
 
 
 _HCPCS = TableSpec(
@@ -517,7 +592,9 @@ _SERVICES = TableSpec(
 def _prepare_items(dictionary: str) -> Callable[[pl.DataFrame, Context], pl.DataFrame]:
     def prepare(df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         keyed = df.with_columns(_int("itemid").alias("_item"))
-        return keyed.join(_item_dictionary(str(ctx.root), dictionary), on="_item", how="left", maintain_order="left")
+        return keyed.join(
+            _item_dictionary(ctx.root, dictionary), on="_item", how="left", maintain_order="left"
+        )
 
     return prepare
 
@@ -561,8 +638,11 @@ _PRESCRIPTIONS = TableSpec(
     checks=(
         Check(
             _s("drug").is_null() & ~_valid_ndc.fill_null(False),
-            _msg("drug is empty and ndc ", pl.coalesce(_quoted("ndc"), pl.lit("(empty)")),
-                 " is not an NDC (expected 10-11 digits, not all zeros); nothing to code"),
+            _msg(
+                "drug is empty and ndc ",
+                pl.coalesce(_quoted("ndc"), pl.lit("(empty)")),
+                " is not an NDC (expected 10-11 digits, not all zeros); nothing to code",
+            ),
         ),
     ),
     emits=(
@@ -648,8 +728,12 @@ _ICUSTAYS = TableSpec(
     times={"intime": True, "outtime": False},
     emits=(
         _visit("START", _t("intime"), _s("first_careunit"), "ICU"),
-        Emit(pl.lit(schema.visit_code("ICU", "END")), time=_t("outtime"), text=_s("last_careunit"),
-             when=_t("outtime").is_not_null()),
+        Emit(
+            pl.lit(schema.visit_code("ICU", "END")),
+            time=_t("outtime"),
+            text=_s("last_careunit"),
+            when=_t("outtime").is_not_null(),
+        ),
     ),
 )
 
@@ -683,11 +767,57 @@ def _safe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _TolerantGzip(io.RawIOBase):
+    """A gzip file that ends quietly where its compressed data breaks, remembering why in :attr:`error`.
+
+    Python's decompressor hands over every byte it can before a truncation, unlike Arrow's, which drops
+    its whole read-ahead buffer; so everything readable in a damaged file is converted.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._gz = gzip.open(path, "rb")  # noqa: SIM115 (closed in close())
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.error is not None:
+            return 0
+        try:
+            data = self._gz.read1(len(buffer))
+        except (EOFError, OSError, zlib.error) as exc:
+            self.error = exc
+            return 0
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._gz.close()
+        super().close()
+
+
+def _open_source(path: Path) -> _TolerantGzip | io.BufferedReader:
+    return _TolerantGzip(path) if path.name.endswith(".gz") else open(path, "rb")
+
+
+def _read_header(path: Path) -> list[str]:
+    with _open_source(path) as source:
+        head = source.read(1 << 16)
+        if not head and getattr(source, "error", None) is not None:
+            raise source.error
+    text = head.decode("utf-8-sig", errors="replace")
+    first = next(csv.reader(io.StringIO(text)), [])
+    return [name.strip() for name in first]
+
+
 class CsvStream:
     """A (gzip) CSV read as text columns in exact row chunks, with 1-based data row numbers.
 
-    Malformed rows (wrong number of fields) are skipped by Arrow and collected in :attr:`invalid`; an error
-    mid-file (a truncated gzip) ends the stream and is kept in :attr:`error`.
+    Malformed rows (wrong number of fields) are skipped by Arrow and collected in :attr:`invalid`. A file
+    that breaks off (truncated gzip, bad CRC) ends the stream with the cause in :attr:`error`; its last row
+    may be cut short, so it is held back as :attr:`cut_row` instead of being converted.
     """
 
     def __init__(self, path: Path, block_bytes: int = _BLOCK_BYTES) -> None:
@@ -696,6 +826,7 @@ class CsvStream:
         self.header = _read_header(path)
         self.invalid: list[tuple[int | None, int, int]] = []  # (data row, fields expected, fields found)
         self.error: BaseException | None = None
+        self.cut_row: int | None = None
         self.rows_seen = 0  # data rows accounted for, valid or not
 
     def _on_invalid(self, row: pacsv.InvalidRow) -> str:
@@ -703,9 +834,9 @@ class CsvStream:
         self.invalid.append((number, row.expected_columns, row.actual_columns))
         return "skip"
 
-    def _reader(self) -> pacsv.CSVStreamingReader:
-        return pacsv.open_csv(
-            self.path,
+    def _batches(self, source) -> Iterator[pa.RecordBatch]:
+        reader = pacsv.open_csv(
+            source,
             read_options=pacsv.ReadOptions(
                 use_threads=False, block_size=self.block_bytes, skip_rows=1, column_names=self.header
             ),
@@ -714,32 +845,45 @@ class CsvStream:
                 column_types={c: pa.string() for c in self.header}, strings_can_be_null=True
             ),
         )
+        yield from reader
 
     def chunks(self, chunk_rows: int) -> Iterator[tuple[pa.Table, np.ndarray]]:
-        """Yield (rows as text columns, their 1-based data row numbers), ``chunk_rows`` at a time."""
+        """Yield (rows as text columns, their 1-based data row numbers), ``chunk_rows`` at a time.
+
+        One row is always held back until the file has ended, so a row cut off by a truncation is never
+        handed out.
+        """
         buffered: list[pa.RecordBatch] = []
         numbers: list[np.ndarray] = []
         size, next_row = 0, 1
-        try:
-            for batch in self._reader():
-                if batch.num_rows == 0:
-                    continue
-                rows, next_row = self._number_rows(next_row, batch.num_rows)
-                buffered.append(batch)
-                numbers.append(rows)
-                size += batch.num_rows
-                while size >= chunk_rows:
-                    table = pa.Table.from_batches(buffered)
-                    all_rows = np.concatenate(numbers)
-                    yield table.slice(0, chunk_rows), all_rows[:chunk_rows]
-                    rest = table.slice(chunk_rows)
-                    buffered, numbers = rest.to_batches(), [all_rows[chunk_rows:]]
-                    size = rest.num_rows
-        except (OSError, pa.ArrowException, UnicodeError) as exc:
-            self.error = exc
-        self.rows_seen = max(next_row - 1, max((r for r, _, _ in self.invalid if r is not None), default=0))
-        if size:
-            yield pa.Table.from_batches(buffered), np.concatenate(numbers)
+        with _open_source(self.path) as source:
+            try:
+                for batch in self._batches(source):
+                    if batch.num_rows == 0:
+                        continue
+                    rows, next_row = self._number_rows(next_row, batch.num_rows)
+                    buffered.append(batch)
+                    numbers.append(rows)
+                    size += batch.num_rows
+                    while size > chunk_rows:
+                        table = pa.Table.from_batches(buffered)
+                        all_rows = np.concatenate(numbers)
+                        yield table.slice(0, chunk_rows), all_rows[:chunk_rows]
+                        rest = table.slice(chunk_rows)
+                        buffered, numbers, size = rest.to_batches(), [all_rows[chunk_rows:]], rest.num_rows
+            except _READ_ERRORS as exc:
+                self.error = exc
+            self.error = self.error or getattr(source, "error", None)
+        last_invalid = max((r for r, _, _ in self.invalid if r is not None), default=0)
+        self.rows_seen = max(next_row - 1, last_invalid)
+        if not size:
+            return
+        table, all_rows = pa.Table.from_batches(buffered), np.concatenate(numbers)
+        if self.error is not None and all_rows[-1] > last_invalid:
+            self.cut_row = int(all_rows[-1])
+            table, all_rows = table.slice(0, table.num_rows - 1), all_rows[:-1]
+        if table.num_rows:
+            yield table, all_rows
 
     def _number_rows(self, start: int, n: int) -> tuple[np.ndarray, int]:
         """Row numbers of the next ``n`` valid rows: the first ``n`` numbers from ``start`` not skipped."""
@@ -759,15 +903,7 @@ class CsvStream:
     def count_rows(self) -> int:
         """Data rows in the file (valid or not), as far as it can be read."""
         total = sum(t.num_rows for t, _ in self.chunks(1 << 30))
-        return total + len(self.invalid)
-
-
-def _read_header(path: Path) -> list[str]:
-    with pa.input_stream(str(path), compression="detect") as stream:
-        head = stream.read(1 << 16)
-    text = head.decode("utf-8-sig", errors="replace")
-    first = next(csv.reader(io.StringIO(text)), [])
-    return [name.strip() for name in first]
+        return total + len(self.invalid) + (self.cut_row is not None)
 
 
 # --- conversion ----------------------------------------------------------------------------------------
@@ -796,6 +932,10 @@ def _typed_null(dtype: pl.DataType) -> pl.Expr:
     return pl.lit(None, dtype=dtype)
 
 
+def _or_null(expr: pl.Expr | None, dtype: pl.DataType) -> pl.Expr:
+    return (expr if expr is not None else _typed_null(dtype)).cast(dtype)
+
+
 def _events(good: pl.DataFrame, emits: tuple[Emit, ...]) -> pl.DataFrame:
     frames = []
     for k, e in enumerate(emits):
@@ -805,25 +945,27 @@ def _events(good: pl.DataFrame, emits: tuple[Emit, ...]) -> pl.DataFrame:
                 pl.col("_row"),
                 pl.lit(k, dtype=pl.Int32).alias("_emit"),
                 pl.col("_sid").alias(schema.SUBJECT_ID),
-                (e.time if e.time is not None else _typed_null(pl.Datetime("us"))).cast(pl.Datetime("us"))
-                .alias(schema.TIME),
+                _or_null(e.time, pl.Datetime("us")).alias(schema.TIME),
                 e.code.cast(pl.String).alias(schema.CODE),
-                (e.numeric if e.numeric is not None else _typed_null(pl.Float64)).cast(pl.Float32)
-                .alias(schema.NUMERIC_VALUE),
-                (e.text if e.text is not None else _typed_null(pl.String)).cast(pl.String).alias(schema.TEXT_VALUE),
-                (e.unit if e.unit is not None else _typed_null(pl.String)).cast(pl.String).alias(schema.UNIT),
-                (e.description if e.description is not None else _typed_null(pl.String)).cast(pl.String)
-                .alias("_description"),
+                _or_null(e.numeric, pl.Float32).alias(schema.NUMERIC_VALUE),
+                _or_null(e.text, pl.String).alias(schema.TEXT_VALUE),
+                _or_null(e.unit, pl.String).alias(schema.UNIT),
+                _or_null(e.description, pl.String).alias("_description"),
             )
         )
     events = pl.concat(frames).sort(["_row", "_emit"], maintain_order=True)
     # Per-admission static rows (race) repeat: keep the first of each identical static row.
-    static_dup = pl.col(schema.TIME).is_null() & ~pl.struct(schema.SUBJECT_ID, schema.CODE).is_first_distinct()
+    static_dup = (
+        pl.col(schema.TIME).is_null() & ~pl.struct(schema.SUBJECT_ID, schema.CODE).is_first_distinct()
+    )
     return events.filter(~static_dup)
 
 
 def convert_chunk(task: IngestTask, table: pa.Table, rows: np.ndarray) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Convert one chunk of a table: (events with ``_row`` and ``_description``, rejected ``_row``/``_reason``)."""
+    """Convert one chunk of a table into (events, rejected rows).
+
+    Events carry ``_row`` and ``_description`` beside the MEDS columns; rejected rows carry ``_reason``.
+    """
     spec = TABLES[task.table]
     path = Path(task.source_file)
     ctx = Context(label=_file_label(path), root=Path(str(task.option("root", path.parent.parent))))
@@ -840,7 +982,11 @@ def convert_chunk(task: IngestTask, table: pa.Table, rows: np.ndarray) -> tuple[
     if spec.prepare is not None:
         df = spec.prepare(df, ctx)
     checks = _common_checks(spec) + list(spec.checks)
-    reason = pl.coalesce([pl.when(c.bad.fill_null(False)).then(c.reason) for c in checks])
+    # A reason that comes out null (a value it quotes is missing) must still reject its row.
+    fallback = pl.lit("fails a validity check")
+    reason = pl.coalesce(
+        [pl.when(c.bad.fill_null(False)).then(pl.coalesce(c.reason, fallback)) for c in checks]
+    )
     df = df.with_columns(reason.alias("_reason"))
     good = df.filter(pl.col("_reason").is_null())
     events = _events(good, spec.emits)
@@ -866,8 +1012,10 @@ def _quarantine(task: IngestTask, rejected: list[tuple[str, str]]) -> pa.Table:
     )
 
 
-def _output(task: IngestTask, events: pl.DataFrame | None, rejected: list[tuple[int | None, str]], read: int) -> ShardOutput:
-    """Pack a chunk: each rejected (row, reason) is one quarantined record, the other records were converted."""
+def _output(
+    task: IngestTask, events: pl.DataFrame | None, rejected: list[tuple[int | None, str]], read: int
+) -> ShardOutput:
+    """Pack a chunk: each rejected (row, reason) is one quarantined record, all other records converted."""
     rejected = sorted(rejected, key=lambda r: (r[0] is None, r[0] or 0))
     quarantine = _quarantine(task, [(f"row {r if r is not None else '?'}", reason) for r, reason in rejected])
     counts = {task.table: RecordCounts(read=read, converted=read - len(rejected), quarantined=len(rejected))}
@@ -889,8 +1037,13 @@ def _whole_file_rejected(task: IngestTask, locator: str, reason: str, records: i
 
 def _malformed(label: str, invalid: list[tuple[int | None, int, int]]) -> list[tuple[int | None, str]]:
     return [
-        (row, f"{label} row {row if row is not None else '?'}: malformed CSV row with {found} fields,"
-              f" expected {expected} (one per header column)")
+        (
+            row,
+            (
+                f"{label} row {row if row is not None else '?'}: malformed CSV row with {found} fields,"
+                f" expected {expected} (one per header column)"
+            ),
+        )
         for row, expected, found in invalid
     ]
 
@@ -920,7 +1073,7 @@ def convert(task: IngestTask) -> Iterator[ShardOutput]:
     chunk_rows = int(task.option("chunk_rows", DEFAULT_CHUNK_ROWS))
     try:
         stream = CsvStream(path, int(task.option("block_bytes", _BLOCK_BYTES)))
-    except (OSError, pa.ArrowException, UnicodeError, csv.Error) as exc:
+    except _READ_ERRORS as exc:
         yield _whole_file_rejected(task, "file", f"{label}: cannot read the header: {_safe_error(exc)}", 1)
         return
     problem = _header_problem(stream.header, spec)
@@ -934,19 +1087,46 @@ def convert(task: IngestTask) -> Iterator[ShardOutput]:
         events, rejected = convert_chunk(task, table, rows)
         malformed = stream.invalid[reported:]
         reported = len(stream.invalid)
-        bad = list(zip(rejected["_row"].to_list(), rejected["_reason"].to_list())) + _malformed(label, malformed)
+        bad = list(zip(rejected["_row"].to_list(), rejected["_reason"].to_list())) + _malformed(
+            label, malformed
+        )
         yield _output(task, events, bad, read=table.num_rows + len(malformed))
         produced = True
     leftover = stream.invalid[reported:]
     if leftover or not produced:  # malformed rows after the last good one, or a header-only file
         yield _output(task, None, _malformed(label, leftover), read=len(leftover))
     if stream.error is not None:
-        last = stream.rows_seen
-        reason = (
-            f"{label}: reading stopped after data row {last} ({_safe_error(stream.error)}); rows 1-{last} were"
-            " read and kept, the rest of the file was not read"
+        yield _broken_off(task, label, stream)
+
+
+def _broken_off(task: IngestTask, label: str, stream: CsvStream) -> ShardOutput:
+    """The quarantine for a file that ends early: its possibly cut-off last row and the unread rest."""
+    cause = _safe_error(stream.error) if stream.error is not None else "unknown error"
+    rejected: list[tuple[str, str]] = []
+    last = stream.rows_seen
+    if stream.cut_row is not None:
+        rejected.append(
+            (
+                f"row {stream.cut_row}",
+                (
+                    f"{label} row {stream.cut_row}: last row before the file broke"
+                    f" off ({cause}); it may be cut short, so it is not converted"
+                ),
+            )
         )
-        yield _whole_file_rejected(task, f"after row {last}", reason, 1)
+        last = stream.cut_row - 1
+    rejected.append(
+        (
+            f"after row {stream.rows_seen}",
+            (
+                f"{label}: the file breaks off after data row"
+                f" {stream.rows_seen} ({cause}); rows 1-{last} were converted or quarantined row by row,"
+                " whatever followed could not be read"
+            ),
+        )
+    )
+    counts = {task.table: RecordCounts(read=len(rejected), converted=0, quarantined=len(rejected))}
+    return ShardOutput(schema.empty_events(), _quarantine(task, rejected), counts)
 
 
 # --- the plan ------------------------------------------------------------------------------------------
@@ -992,8 +1172,11 @@ def plan(path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SourcePlan:
             f"hosp/patients.csv.gz (tables known: {', '.join(sorted(TABLES))})"
         )
     if files.ignored:
-        log.info("mimic: not converting %d files: %s", len(files.ignored),
-                 ", ".join(str(p.relative_to(root)) for p in files.ignored))
+        log.info(
+            "mimic: not converting %d files: %s",
+            len(files.ignored),
+            ", ".join(str(p.relative_to(root)) for p in files.ignored),
+        )
     options = (("root", str(root)), ("chunk_rows", chunk_rows))
     by_size = sorted(files.tables.items(), key=lambda kv: (-kv[1].stat().st_size, kv[0]))
     tasks = [IngestTask(source_file=str(p), table=t, options=options) for t, p in by_size]
@@ -1002,5 +1185,6 @@ def plan(path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SourcePlan:
         source_path=str(root),
         tasks=tasks,
         convert=convert,
-        input_bytes=sum(p.stat().st_size for p in files.tables.values()),
+        input_bytes=sum(estimated_bytes(p) for p in files.tables.values()),
+        ignored_files=[str(p.relative_to(root)) for p in files.ignored],
     )
