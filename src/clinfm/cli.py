@@ -36,6 +36,8 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the M
 WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes, one task each.")]
 ShardsOpt = Annotated[int | None, typer.Option("--shards", min=1, help="Output shards (default: by input size).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the train/tuning/held_out split.")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local (processes) or ray (pip install 'clinfm[ray]').")]
+RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Existing Ray cluster (default: start one).")]
 
 
 def _version(value: bool) -> None:
@@ -64,7 +66,10 @@ def _progress_bar(label: str, unit: str, total: int | None = None):
 
 
 # --- ingest ----------------------------------------------------------------------------------------------
-def _run_ingest(make_plan: Callable, out: Path, workers: int, shards: int | None, seed: int):
+def _run_ingest(
+    make_plan: Callable, out: Path, workers: int, shards: int | None, seed: int,
+    engine: str = "local", ray_address: str | None = None,
+):  # fmt: skip
     from clinfm.data.dataset import IngestError, build_dataset
 
     try:
@@ -74,7 +79,8 @@ def _run_ingest(make_plan: Callable, out: Path, workers: int, shards: int | None
         raise typer.Exit(2) from exc
     with _progress_bar(f"ingest {plan.source}", "tasks", total=len(plan.tasks)) as update:
         try:
-            summary = build_dataset(plan, out, workers=workers, shards=shards, seed=seed, progress=update)
+            summary = build_dataset(plan, out, workers=workers, shards=shards, seed=seed, progress=update,
+                                    engine=engine, ray_address=ray_address)  # fmt: skip
         except IngestError as exc:
             err.print(f"[red]error:[/red] {exc}\nThe previous dataset at {out} (if any) is unchanged.")
             raise typer.Exit(1) from exc
@@ -110,11 +116,13 @@ def ingest_omop(
     workers: WorkersOpt = 1,
     shards: ShardsOpt = None,
     seed: SeedOpt = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """OMOP CDM 5.3/5.4 to MEDS. With neither --duckdb nor --csv, reads the embedded Eunomia demo CDM."""
     from clinfm.data.ingest import omop
 
-    _run_ingest(lambda: omop.plan(duckdb_file, csv_dir), out, workers, shards, seed)
+    _run_ingest(lambda: omop.plan(duckdb_file, csv_dir), out, workers, shards, seed, engine, ray_address)
 
 
 @ingest_app.command("fhir")
@@ -124,11 +132,13 @@ def ingest_fhir(
     workers: WorkersOpt = 1,
     shards: ShardsOpt = None,
     seed: SeedOpt = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """FHIR R4 (Bundles or Bulk Data NDJSON, e.g. Synthea output) to MEDS."""
     from clinfm.data.ingest import fhir
 
-    _run_ingest(lambda: fhir.plan(path), out, workers, shards, seed)
+    _run_ingest(lambda: fhir.plan(path), out, workers, shards, seed, engine, ray_address)
 
 
 @ingest_app.command("mimic")
@@ -138,11 +148,13 @@ def ingest_mimic(
     workers: WorkersOpt = 1,
     shards: ShardsOpt = None,
     seed: SeedOpt = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """MIMIC-IV (hosp/ and icu/ modules) to MEDS."""
     from clinfm.data.ingest import mimic
 
-    _run_ingest(lambda: mimic.plan(path), out, workers, shards, seed)
+    _run_ingest(lambda: mimic.plan(path), out, workers, shards, seed, engine, ray_address)
 
 
 @ingest_app.command("meds")
@@ -152,11 +164,13 @@ def ingest_meds(
     workers: WorkersOpt = 1,
     shards: ShardsOpt = None,
     seed: SeedOpt = 0,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Validate and adopt an existing MEDS dataset (its splits and code descriptions are kept)."""
     from clinfm.data.ingest import meds
 
-    _run_ingest(lambda: meds.plan(path), out, workers, shards, seed)
+    _run_ingest(lambda: meds.plan(path), out, workers, shards, seed, engine, ray_address)
 
 
 # --- looking at a dataset ------------------------------------------------------------------------------

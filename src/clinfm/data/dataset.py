@@ -118,10 +118,25 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
-def _run_tasks(plan: SourcePlan, parts_dir: Path, n_buckets: int, workers: int, progress: ProgressFn | None):
+ENGINES = ("local", "ray")
+
+
+def _run_tasks(
+    plan: SourcePlan,
+    parts_dir: Path,
+    n_buckets: int,
+    workers: int,
+    progress: ProgressFn | None,
+    engine: str = "local",
+    ray_address: str | None = None,
+):
     total = len(plan.tasks)
     results: list[TaskResult] = []
     args = [(t, plan.convert, str(parts_dir), n_buckets, i) for i, t in enumerate(plan.tasks)]
+    if engine == "ray":
+        return _run_tasks_ray(args, workers, progress, ray_address)
+    if engine != "local":
+        raise ValueError(f"engine {engine!r} is not one of {ENGINES}")
     if workers <= 1 or total <= 1:
         for a in args:
             results.append(run_task(*a))
@@ -134,6 +149,36 @@ def _run_tasks(plan: SourcePlan, parts_dir: Path, n_buckets: int, workers: int, 
             if progress:
                 progress(len(results), total)
     return results
+
+
+def _run_tasks_ray(args: list[tuple], workers: int, progress: ProgressFn | None, address: str | None) -> list[TaskResult]:
+    """The same :func:`run_task` as Ray tasks: on a local Ray instance started here (``workers`` CPUs) or
+    on an existing cluster at ``address``. Part files go to the output's parent folder, which every node
+    must see (a shared filesystem)."""
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise IngestError("--engine ray needs Ray: pip install 'clinfm[ray]'") from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = ray.remote(run_task)
+        pending = {remote.remote(*a): i for i, a in enumerate(args)}
+        done: dict[int, TaskResult] = {}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for ref in ready:
+                done[pending.pop(ref)] = ray.get(ref)
+            if progress:
+                progress(len(done), len(args))
+        return [done[i] for i in range(len(args))]
+    finally:
+        if started_here:
+            ray.shutdown()
 
 
 # --- phase 2: buckets -> sorted shards -----------------------------------------------------------------
@@ -242,8 +287,13 @@ def build_dataset(
     shards: int | None = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> DatasetSummary:
     """Run ``plan`` and write a complete MEDS dataset to ``out_dir``, replacing it only on success.
+
+    ``engine="ray"`` runs the same task function on Ray (a local instance, or the cluster at
+    ``ray_address``); the output is byte-identical to the local engine's.
 
     Output is assembled in a temporary sibling folder and renamed into place at the end, so a killed or
     failed run leaves any previous dataset at ``out_dir`` intact.
@@ -254,7 +304,7 @@ def build_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         parts = tmp / "_parts"
-        results = _run_tasks(plan, parts, n_buckets, workers, progress)
+        results = _run_tasks(plan, parts, n_buckets, workers, progress, engine, ray_address)
         summary = _assemble(plan, results, parts, tmp, n_buckets, seed)
         shutil.rmtree(parts)
         validate_dataset(tmp)
