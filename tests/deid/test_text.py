@@ -321,3 +321,8 @@ def test_recall_and_precision_on_clinical_notes(engine):
     assert min(recall.values()) >= 0.97, recall
     assert sum(hit.values()) / sum(gold.values()) >= 0.99
     assert precision >= 0.85
+
+
+def test_surrogate_without_a_date_shift_never_keeps_a_real_date(engine):
+    text, spans = engine.deidentify("Seen on 03/14/2021 by Dr. Page.", mode="surrogate", date_shift_days=0)
+    assert "03/14/2021" not in text and "[DATE]" in text and "Page" not in text

@@ -182,6 +182,8 @@ class SurrogateGenerator:
     def surrogate(self, label: str, original: str) -> str:
         """The fake for one span; "[LABEL]" when no safe fake can be made (an unparseable date)."""
         if label == "DATE":
+            if self.date_shift_days == 0:  # no subject shift supplied: a real date must not survive
+                return "[DATE]"
             shifted = shift_date(original, self.date_shift_days)
             return shifted if shifted is not None else "[DATE]"
         if label == "AGE_OVER_89":
