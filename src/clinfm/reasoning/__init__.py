@@ -1,0 +1,26 @@
+"""Clinical reasoning: a DDXPlus differential-diagnosis interview and medication safety checks.
+
+The functions below are the package's tools (for the CLI, the API or a language model); each returns a
+pydantic model that says what it found, how sure it is, what it rests on and when it abstains.
+"""
+
+from __future__ import annotations
+
+from clinfm.reasoning.differential import differential, parse_answer
+from clinfm.reasoning.knowledge import KnowledgeBase, find_evidences, load_knowledge_base
+from clinfm.reasoning.models import DifferentialResult, Explanation, Question, SessionState, TreatmentCheck
+from clinfm.reasoning.session import answer, explain, run_terminal, start_session
+from clinfm.reasoning.treatment import (
+    check_treatment,
+    egfr_ckd_epi_2021,
+    load_treatment_knowledge,
+    match_medication,
+    renal_function,
+)
+
+__all__ = [
+    "DifferentialResult", "Explanation", "KnowledgeBase", "Question", "SessionState", "TreatmentCheck",
+    "answer", "check_treatment", "differential", "egfr_ckd_epi_2021", "explain", "find_evidences",
+    "load_knowledge_base", "load_treatment_knowledge", "match_medication", "parse_answer", "renal_function",
+    "run_terminal", "start_session",
+]
