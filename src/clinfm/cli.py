@@ -336,6 +336,93 @@ def deid_text(
     console.print(f"Output: [cyan]{out_path}[/cyan]" + (f"; quarantine: [cyan]{quarantine}[/cyan]" if counts.get("quarantined") else ""))
 
 
+# --- clinical reasoning ----------------------------------------------------------------------------------
+@app.command()
+def ddx(
+    kb_path: Annotated[Path | None, typer.Option("--kb", help="DDXPlus-format knowledge base folder.")] = None,
+    budget: Annotated[int | None, typer.Option(help="Ask at most this many questions.")] = 15,
+    threshold: Annotated[float, typer.Option(help="Stop when the top diagnosis reaches this probability.")] = 0.9,
+) -> None:
+    """Interactive differential diagnosis in the terminal: answer questions, watch the ranking update."""
+    from rich.prompt import Prompt
+
+    from clinfm.reasoning import Explanation, load_knowledge_base, run_terminal
+
+    try:
+        kb = load_knowledge_base(kb_path)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+    def ask(prompt: str, options: list[str]) -> str:
+        if not options:
+            return Prompt.ask(f"[bold]{prompt}[/bold]", default="", console=console)
+        for i, option in enumerate(options, 1):
+            console.print(f"  [cyan]{i}[/cyan]. {option}")
+        reply = Prompt.ask(f"[bold]{prompt}[/bold] (number or text; blank = don't know)", default="", console=console)
+        return options[int(reply) - 1] if reply.isdigit() and 0 < int(reply) <= len(options) else reply
+
+    def show(model) -> None:
+        if isinstance(model, Explanation):
+            console.rule("Explanation")
+            console.print(model.text)
+            return
+        console.print(render_differential(model))
+
+    run_terminal(ask, show, kb, budget=budget, confidence_threshold=threshold)
+
+
+def render_differential(dx) -> Table:
+    table = Table(title="Differential" + (f"  [yellow](insufficient evidence: {dx.abstention_reason})[/yellow]"
+                                          if dx.abstained else ""), title_justify="left")  # fmt: skip
+    for col in ("#", "pathology", "probability", "", "for", "against"):
+        table.add_column(col, justify="right" if col in ("#", "probability") else "left")
+    for c in dx.candidates:
+        table.add_row(
+            str(c.rank), c.pathology, f"{c.probability:.1%}", "[red bold]can't miss[/red bold]" if c.cant_miss else "",
+            "; ".join(f"{f.question} {f.answer}" for f in c.findings_for[:2]),
+            "; ".join(f"{f.question} {f.answer}" for f in c.findings_against[:2]),
+        )  # fmt: skip
+    return table
+
+
+@app.command("treatment-check")
+def treatment_check(
+    medications: Annotated[list[str], typer.Argument(help="Medications (names or RxNorm codes).")],
+    allergy: Annotated[list[str] | None, typer.Option("--allergy", help="An allergy (repeat for several).")] = None,
+    egfr: Annotated[float | None, typer.Option(help="Latest eGFR, mL/min/1.73m2.")] = None,
+    creatinine: Annotated[float | None, typer.Option(help="Latest serum creatinine, mg/dL (with --age, --sex).")] = None,
+    age: Annotated[int | None, typer.Option()] = None,
+    sex: Annotated[str | None, typer.Option(help="female or male")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Safety checks on a medication list: allergies, interactions, renal dosing, duplicate therapy."""
+    from clinfm.reasoning import check_treatment
+
+    result = check_treatment(medications, allergies=allergy or [], egfr=egfr, creatinine=creatinine, age=age, sex=sex)
+    if as_json:
+        print(result.model_dump_json(indent=2))
+        return
+    findings = Table(title="Medication safety", title_justify="left")
+    for col in ("kind", "severity", "finding", "source"):
+        findings.add_column(col)
+    for a in result.allergy_conflicts:
+        findings.add_row("allergy", a.severity, f"{a.medication} vs allergy {a.allergy} ({a.relation}): {a.risk}", a.source)
+    for i in result.interactions:
+        findings.add_row("interaction", i.severity, f"{i.ingredient_a} + {i.ingredient_b}: {i.effect}", i.source)
+    for r in result.renal_flags:
+        findings.add_row("renal", r.severity, f"{r.medication} at eGFR {r.egfr:.0f} ({r.rule}): {r.action}", r.source)
+    for d in result.duplicates:
+        findings.add_row("duplicate", d.severity, f"{', '.join(d.medications)}: {d.reason}", "")
+    console.print(findings)
+    if result.unmatched:
+        console.print(f"[yellow]Not recognised (not checked):[/yellow] {', '.join(result.unmatched)}")
+    for w in result.warnings:
+        console.print(f"[dim]{w}[/dim]")
+    console.print("[green]No finding at moderate severity or above.[/green]" if result.safe
+                  else f"Highest severity: [red]{result.highest_severity}[/red]")  # fmt: skip
+
+
 # --- the demo --------------------------------------------------------------------------------------------
 @app.command()
 def demo(
