@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/clinfm demo --out $(DEMO_OUT)
 
 test: $(STAMP)
+	@bash scripts/install-system-test-deps.sh
 	$(PY) -m pytest
 
 bench: $(STAMP)
