@@ -1,0 +1,8 @@
+"""The clinical foundation model: tokenizer, transformer, pretraining, rollouts and embeddings.
+
+Entry points for the CLI and services (each takes a ``progress`` callback):
+
+* :func:`clinfm.model.train.pretrain` and :func:`clinfm.model.train.load_checkpoint`
+* :func:`clinfm.model.generate.forecast`
+* :func:`clinfm.model.embed.embed` and :func:`clinfm.model.embed.export_embeddings`
+"""

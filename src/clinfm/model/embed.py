@@ -1,0 +1,92 @@
+"""Patient representations from the foundation model: hidden states of the history up to a prediction time.
+
+For each (subject_id, prediction_time) the history (events at or before the prediction time, most recent
+``block_size`` tokens) is encoded once; ``last`` is the final hidden state at its last token and ``mean``
+the mean over its tokens. Histories are right-padded into batches: with causal attention padding after a
+sequence cannot change its hidden states, so batching gives the same vectors as one-by-one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from clinfm import schema
+
+Point = tuple[int, dt.datetime]
+
+
+@torch.no_grad()
+def embed_tokens(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Last-token and mean-pooled final hidden states of token sequences: two (N, C) float32 arrays."""
+    device = model.wte.weight.device
+    C = model.config.n_embd
+    last = np.zeros((len(sequences), C), dtype=np.float32)
+    mean = np.zeros((len(sequences), C), dtype=np.float32)
+    order = np.argsort([len(s) for s in sequences], kind="stable")  # similar lengths share a batch
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        lengths = torch.tensor([len(sequences[i]) for i in rows], device=device)
+        x = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long, device=device)
+        for j, i in enumerate(rows):
+            x[j, : len(sequences[i])] = torch.tensor(list(sequences[i]), device=device)
+        h = model.hidden_states(x).float()  # (B, T, C)
+        valid = (torch.arange(x.size(1), device=device)[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+        last[rows] = h[torch.arange(len(rows), device=device), lengths - 1].cpu().numpy()
+        mean[rows] = ((h * valid).sum(1) / lengths[:, None]).cpu().numpy()
+    return last, mean
+
+
+def embed(
+    run_dir: str | Path,
+    dataset_dir: str | Path,
+    points: Sequence[Point],
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> pl.DataFrame:
+    """One row per point: subject_id, prediction_time, n_tokens, ``last`` and ``mean`` (list[f32] of width C)."""
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.model.train import load_checkpoint
+
+    model, tokenizer, _ = load_checkpoint(run_dir, device=device)
+    db = SubjectDatabase(dataset_dir)
+    block = model.config.block_size
+    sequences = []
+    for i, (sid, when) in enumerate(points):
+        sequences.append(tokenizer.transform(db.table(sid), until=when, max_len=block))
+        if progress:
+            progress(i + 1, 2 * len(points))
+    last, mean = embed_tokens(model, sequences, tokenizer.pad_id, batch_size)
+    if progress:
+        progress(2 * len(points), 2 * len(points))
+    return pl.DataFrame(
+        {
+            schema.SUBJECT_ID: pl.Series([int(s) for s, _ in points], dtype=pl.Int64),
+            "prediction_time": pl.Series([w for _, w in points], dtype=pl.Datetime("us")),
+            "n_tokens": pl.Series([len(s) for s in sequences], dtype=pl.Int32),
+            "last": pl.Series(list(last), dtype=pl.Array(pl.Float32, model.config.n_embd)),
+            "mean": pl.Series(list(mean), dtype=pl.Array(pl.Float32, model.config.n_embd)),
+        }
+    )
+
+
+def export_embeddings(
+    run_dir: str | Path,
+    dataset_dir: str | Path,
+    points: Sequence[Point],
+    out_parquet: str | Path,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write :func:`embed` to a parquet file keyed by (subject_id, prediction_time)."""
+    out = Path(out_parquet)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    embed(run_dir, dataset_dir, points, batch_size, device, progress).write_parquet(out)
+    return out

@@ -1,0 +1,502 @@
+"""Pretrain the foundation model on a MEDS dataset: next-token loss over patient timelines in fixed windows.
+
+One function, :func:`pretrain`, runs single-process or as one rank of ``torchrun`` (it reads RANK /
+WORLD_SIZE; gloo on CPU, nccl on GPU), and ``python -m clinfm.model.train DATASET --config C --out RUN``
+is the entry point torchrun starts::
+
+    torchrun --standalone --nproc_per_node 2 -m clinfm.model.train DATASET --config configs/fm-small.yaml --out RUN
+
+A run folder holds everything needed to use or continue the model:
+
+    RUN/model.safetensors  RUN/config.json   weights and architecture: transformer.py alone can load them
+    RUN/tokenizer.json     RUN/fm-config.yaml
+    RUN/train_state.pt     optimizer, schedule position, RNG state and the loss log, for exact resume
+    RUN/metrics.jsonl      one line per logged step / evaluation
+    RUN/windows/*.npy      the tokenized train/tuning windows every rank memory-maps
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import contextlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from clinfm import schema
+from clinfm.model.config import FMConfig, load_config, save_config
+from clinfm.model.tokenizer import ClinicalTokenizer, TokenizerStats
+from clinfm.model.transformer import GPT, IGNORE_INDEX, load_pretrained, save_pretrained
+
+TOP_K = (1, 5, 10)
+
+
+@dataclass
+class EvalMetrics:
+    """Next-token loss and perplexity over all targets; top-k accuracy over targets that are codes."""
+
+    loss: float
+    perplexity: float
+    tokens: int
+    code_tokens: int
+    top_k_accuracy: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainProgress:
+    """What the progress callback receives after each logged step (and after each evaluation)."""
+
+    step: int
+    max_steps: int
+    loss: float
+    lr: float
+    tokens_per_s: float
+    elapsed_s: float
+    evaluation: EvalMetrics | None = None
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    max_steps: int
+    n_params: int
+    vocab_size: int
+    train_windows: int
+    train_tokens_seen: int
+    final_train_loss: float
+    tuning: EvalMetrics | None
+    tokens_per_s: float  # training steps only (no evaluation or checkpoint time)
+    wall_s: float
+    world_size: int
+    losses: list[float]
+    tokenizer_stats: dict
+
+
+ProgressFn = Callable[[TrainProgress], None]
+
+
+# --- distributed set-up --------------------------------------------------------------------------------
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def sum(self, values: list[float], device) -> list[float]:
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+
+def _init_distributed(device_kind: str) -> _Dist:
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _Dist()
+    d = _Dist(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_kind == "cuda" else "gloo")
+    return d
+
+
+def _pick_device(cfg: FMConfig, d: _Dist) -> torch.device:
+    want = cfg.training.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
+        torch.cuda.set_device(d.local_rank)
+        return torch.device("cuda", d.local_rank)
+    return torch.device("cpu")
+
+
+def _autocast(cfg: FMConfig, device: torch.device):
+    """bf16/fp16 autocast on GPU only; on CPU training stays fp32."""
+    if device.type != "cuda" or cfg.training.amp_dtype == "float32":
+        return contextlib.nullcontext, None
+    name = cfg.training.amp_dtype
+    if name == "auto":
+        name = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    dtype = getattr(torch, name)
+    return (lambda: torch.autocast("cuda", dtype=dtype)), dtype
+
+
+# --- data ----------------------------------------------------------------------------------------------
+def split_ids(db, split: str) -> list[int]:
+    return sorted(s for s, sp in db.splits().items() if sp == split and s in db)
+
+
+def build_windows(db, tokenizer: ClinicalTokenizer, subject_ids: list[int], length: int) -> np.ndarray:
+    """Tokenize subjects and pack their windows into rows of ``length`` tokens (int32, PAD-filled).
+
+    Records longer than a row are split into windows, each with its own prefix. Windows are then packed
+    best-fit-decreasing, so short records share a row instead of padding it; a window is never split.
+    """
+    windows = []
+    for sid in subject_ids:
+        windows.extend(tokenizer.windows(tokenizer.encode(db.table(sid)), length))
+    rows: list[list[list[int]]] = []
+    free: list[tuple[int, int]] = []  # (room left, row), sorted
+    for w in sorted(windows, key=len, reverse=True):
+        i = bisect.bisect_left(free, (len(w), -1))
+        if i == len(free):
+            rows.append([w])
+            room, row = length - len(w), len(rows) - 1
+        else:
+            room, row = free.pop(i)
+            rows[row].append(w)
+            room -= len(w)
+        if room >= 4:  # room for at least a prefix and one token
+            bisect.insort(free, (room, row))
+    out = np.full((len(rows), length), tokenizer.pad_id, dtype=np.int32)
+    for i, parts in enumerate(rows):
+        flat = [t for w in parts for t in w]
+        out[i, : len(flat)] = flat
+    return out
+
+
+def no_loss_mask(tokenizer: ClinicalTokenizer) -> torch.Tensor:
+    """Token ids that are never targets: PAD, BOS (a window start) and the static prefix (sex, age)."""
+    kinds = tokenizer.token_kinds()
+    mask = torch.from_numpy(kinds == 3)
+    mask[tokenizer.pad_id] = mask[tokenizer.bos_id] = True
+    return mask
+
+
+def inputs_and_targets(rows: np.ndarray, no_loss: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows (B, T+1) -> inputs (B, T) and targets (B, T), targets that do not count set to IGNORE_INDEX."""
+    t = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.int64))
+    x, y = t[:, :-1], t[:, 1:].clone()
+    y[no_loss[y]] = IGNORE_INDEX
+    return x, y
+
+
+def batch_indices(step: int, n_windows: int, batch_size: int, seed: int) -> np.ndarray:
+    """The global batch of window indices at ``step``: epochs are seeded permutations laid end to end,
+    so the batch depends only on (seed, step) and a resumed run sees exactly the same data."""
+    start = step * batch_size
+    out = []
+    while len(out) < batch_size:
+        epoch, offset = divmod(start + len(out), n_windows)
+        perm = np.random.default_rng([seed, epoch]).permutation(n_windows)
+        out.extend(perm[offset : offset + batch_size - len(out)].tolist())
+    return np.asarray(out)
+
+
+def lr_at(step: int, cfg: FMConfig, max_steps: int) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at ``max_steps``."""
+    t = cfg.training
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    span = max(max_steps - t.warmup_steps, 1)
+    ratio = min(max((step - t.warmup_steps) / span, 0.0), 1.0)
+    return t.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (t.lr - t.min_lr)
+
+
+# --- evaluation ----------------------------------------------------------------------------------------
+@torch.no_grad()
+def evaluate(
+    model: GPT,
+    windows: np.ndarray,
+    tokenizer: ClinicalTokenizer,
+    batch_size: int = 16,
+    device: torch.device | str = "cpu",
+    d: _Dist | None = None,
+    autocast=contextlib.nullcontext,
+) -> EvalMetrics:
+    """Loss, perplexity and top-k next-code accuracy of ``model`` over ``windows`` (rows of T+1 tokens)."""
+    d = d or _Dist()
+    was_training = model.training
+    model.eval()
+    no_loss = no_loss_mask(tokenizer)
+    is_code = torch.from_numpy(tokenizer.token_kinds() == 4).to(device)
+    loss_sum, n, n_code = 0.0, 0, 0
+    hits = {k: 0 for k in TOP_K}
+    mine = np.arange(d.rank, len(windows), d.world)
+    for i in range(0, len(mine), batch_size):
+        x, y = inputs_and_targets(windows[mine[i : i + batch_size]], no_loss)
+        x, y = x.to(device), y.to(device)
+        with autocast():
+            logits, loss = model(x, y, reduction="sum")
+        loss_sum += float(loss)
+        valid = y != IGNORE_INDEX
+        n += int(valid.sum())
+        code_pos = valid & is_code[y.clamp(min=0)]
+        if code_pos.any():
+            code_logits = logits[code_pos].float().masked_fill(~is_code, -math.inf)  # (N, V)
+            top = code_logits.topk(max(TOP_K), dim=-1).indices  # (N, kmax)
+            match = top == y[code_pos].unsqueeze(-1)
+            for k in TOP_K:
+                hits[k] += int(match[:, :k].any(-1).sum())
+            n_code += int(code_pos.sum())
+    totals = d.sum([loss_sum, n, n_code, *hits.values()], device)
+    loss_sum, n, n_code = totals[0], int(totals[1]), int(totals[2])
+    model.train(was_training)
+    mean = loss_sum / max(n, 1)
+    return EvalMetrics(
+        loss=mean, perplexity=math.exp(min(mean, 50.0)), tokens=n, code_tokens=n_code,
+        top_k_accuracy={k: totals[3 + j] / max(n_code, 1) for j, k in enumerate(TOP_K)},
+    )  # fmt: skip
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------
+def _replace(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+
+
+def save_checkpoint(run_dir: Path, model: GPT, optimizer, scaler, step: int, max_steps: int, history: list, cfg: FMConfig) -> None:
+    """Weights (safetensors) + JSON config, and the training state in a separate ``train_state.pt``."""
+    tmp = run_dir / ".ckpt-tmp"
+    tmp.mkdir(exist_ok=True)
+    save_pretrained(model, tmp, extra={"step": step, "max_steps": max_steps, "name": cfg.name, "tokenizer": "tokenizer.json"})
+    state = {
+        "step": step,
+        "max_steps": max_steps,
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "schedule": {"step": step, "lr": lr_at(step, cfg, max_steps)},
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        "history": history,
+    }
+    torch.save(state, tmp / "train_state.pt")
+    for name in ("model.safetensors", "config.json", "train_state.pt"):
+        _replace(tmp / name, run_dir / name)
+    tmp.rmdir()
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(h) + "\n" for h in history)
+
+
+def load_checkpoint(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, ClinicalTokenizer, FMConfig]:
+    """The trained model (eval mode), its tokenizer and its run configuration from a run folder."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "model.safetensors").exists():
+        raise FileNotFoundError(f"{run_dir} holds no model.safetensors: not a trained ClinFM run folder")
+    model = load_pretrained(run_dir, device=device)
+    tokenizer = ClinicalTokenizer.load(run_dir / "tokenizer.json")
+    cfg = load_config(run_dir / "fm-config.yaml") if (run_dir / "fm-config.yaml").exists() else FMConfig()
+    return model, tokenizer, cfg
+
+
+# --- the training loop ---------------------------------------------------------------------------------
+def _prepare(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool) -> dict:
+    """Fit the tokenizer and write the window files (rank 0 only); returns tokenizer statistics."""
+    from clinfm.data.store import SubjectDatabase
+
+    stats_file = run_dir / "tokenizer_stats.json"
+    windows = run_dir / "windows"
+    if resume and (run_dir / "tokenizer.json").exists() and (windows / "train.npy").exists():
+        return json.loads(stats_file.read_text()) if stats_file.exists() else {}
+    db = SubjectDatabase(dataset_dir)
+    train_ids, tuning_ids = split_ids(db, schema.TRAIN), split_ids(db, schema.TUNING)
+    if not train_ids:
+        raise ValueError(f"{dataset_dir} has no subjects in the train split (metadata/subject_splits.parquet)")
+    tc = cfg.tokenizer
+    tok = ClinicalTokenizer(tc.min_count, tc.n_value_bins, tc.age_band_years).fit(db, train_ids)
+    tok.save(run_dir / "tokenizer.json")
+    windows.mkdir(parents=True, exist_ok=True)
+    length = cfg.model.block_size + 1
+    for name, ids in (("train", train_ids), ("tuning", tuning_ids)):
+        np.save(windows / f"{name}.npy", build_windows(db, tok, ids, length))
+    stats: dict[str, TokenizerStats | dict] = {"train": asdict(tok.describe(db, train_ids))}
+    if tuning_ids:
+        stats["tuning"] = asdict(tok.describe(db, tuning_ids))
+    stats_file.write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def pretrain(
+    dataset_dir: str | Path,
+    config: str | Path | FMConfig | dict,
+    out_dir: str | Path,
+    progress: ProgressFn | None = None,
+    resume: bool = False,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Pretrain a model on the train split of a MEDS dataset and write a run folder to ``out_dir``.
+
+    ``resume`` continues from ``out_dir``'s last checkpoint with the same batches, schedule and losses as
+    an uninterrupted run. ``stop_at_step`` ends early (after checkpointing), as an interruption would.
+    Under torchrun each process calls this; only rank 0 writes files and reports progress.
+    """
+    cfg = load_config(config)
+    t = cfg.training
+    dataset_dir, run_dir = Path(dataset_dir), Path(out_dir)
+    d = _init_distributed("cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = _pick_device(cfg, d)
+    autocast, amp_dtype = _autocast(cfg, device)
+    if t.num_threads:
+        torch.set_num_threads(t.num_threads)
+    if resume and not (run_dir / "train_state.pt").exists():
+        raise FileNotFoundError(f"cannot resume: {run_dir / 'train_state.pt'} does not exist")
+    wall0 = time.perf_counter()
+
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        stats = _prepare(dataset_dir, cfg, run_dir, resume)
+        if not resume:
+            save_config(cfg, run_dir / "fm-config.yaml")
+    d.barrier()
+    if not d.main:
+        stats = {}
+    tok = ClinicalTokenizer.load(run_dir / "tokenizer.json")
+    train_w = np.load(run_dir / "windows" / "train.npy", mmap_mode="r")
+    tuning_w = np.load(run_dir / "windows" / "tuning.npy", mmap_mode="r")
+    if t.eval_windows:
+        tuning_w = tuning_w[: t.eval_windows]
+    no_loss = no_loss_mask(tok)
+
+    per_rank, rem = divmod(t.batch_size, d.world * t.grad_accum_steps)
+    if rem or per_rank == 0:
+        raise ValueError(
+            f"batch_size {t.batch_size} must be a multiple of processes x grad_accum_steps = {d.world * t.grad_accum_steps}"
+        )
+    max_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_w) / t.batch_size))
+
+    torch.manual_seed(t.seed)  # the same initial weights in every process
+    model = GPT(cfg.model.gpt_config(tok.vocab_size)).to(device)
+    optimizer = model.configure_optimizer(t.lr, t.weight_decay, (t.beta1, t.beta2), fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    start_step, history = 0, []
+    if resume:
+        from safetensors.torch import load_model
+
+        load_model(model, str(run_dir / "model.safetensors"), device=str(device))
+        state = torch.load(run_dir / "train_state.pt", map_location=device, weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        if scaler is not None and state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
+        start_step, history = state["step"], state["history"]
+    train_model = model
+    if t.compile:
+        train_model = torch.compile(model)
+    if d.world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(train_model, device_ids=[d.local_rank] if device.type == "cuda" else None)
+
+    model.train()
+    losses = [h["loss"] for h in history if "loss" in h]
+    tokens_per_step = t.batch_size * cfg.model.block_size
+    train_time, last_eval, step = 0.0, None, start_step
+    last_loss = losses[-1] if losses else float("nan")
+    for step in range(start_step, max_steps):
+        t0 = time.perf_counter()
+        # Seeded per step and rank, so dropout masks are the same after a resume.
+        torch.manual_seed(t.seed * 1_000_003 + step * 7919 + d.rank)
+        lr = lr_at(step, cfg, max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        idx = batch_indices(step, len(train_w), t.batch_size, t.seed)
+        idx = np.sort(idx[d.rank * per_rank * t.grad_accum_steps : (d.rank + 1) * per_rank * t.grad_accum_steps])
+        micro = [inputs_and_targets(train_w[idx[i : i + per_rank]], no_loss) for i in range(0, len(idx), per_rank)]
+        # Normalise by the target count of the whole global batch: the same gradient in any process layout.
+        n_local = sum(int((y != IGNORE_INDEX).sum()) for _, y in micro)
+        n_global = d.sum([n_local], device)[0]
+        loss_sum = 0.0
+        for i, (x, y) in enumerate(micro):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            sync = i == len(micro) - 1 or d.world == 1
+            ctx = contextlib.nullcontext() if sync else train_model.no_sync()
+            with ctx, autocast():
+                _, loss = train_model(x, y, reduction="sum")
+            loss_sum += loss.item()
+            scaled = loss * (d.world / max(n_global, 1))
+            (scaler.scale(scaled) if scaler else scaled).backward()
+        if scaler:
+            scaler.unscale_(optimizer)
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        last_loss = d.sum([loss_sum], device)[0] / max(n_global, 1)
+        train_time += time.perf_counter() - t0
+        losses.append(last_loss)
+        history.append({"step": step + 1, "loss": last_loss, "lr": lr})
+
+        done = step + 1
+        evaluation = None
+        if (done % t.eval_interval == 0 or done == max_steps) and len(tuning_w):
+            evaluation = evaluate(model, tuning_w, tok, per_rank, device, d, autocast)
+            last_eval = evaluation
+            history.append({"step": done, "tuning": asdict(evaluation)})
+        if d.main and progress and (done % t.log_interval == 0 or evaluation or done == max_steps):
+            tps = (done - start_step) * tokens_per_step / max(train_time, 1e-9)
+            progress(TrainProgress(done, max_steps, last_loss, lr, tps, time.perf_counter() - wall0, evaluation))
+        stop = stop_at_step is not None and done >= stop_at_step
+        if d.main and (done % t.checkpoint_interval == 0 or done == max_steps or stop):
+            save_checkpoint(run_dir, model, optimizer, scaler, done, max_steps, history, cfg)
+        if stop:
+            break
+    d.barrier()
+    steps_run = max(step + 1 - start_step, 0) if max_steps > start_step else 0
+    return TrainResult(
+        run_dir=run_dir, steps=len(losses), max_steps=max_steps, n_params=model.num_params(),
+        vocab_size=tok.vocab_size, train_windows=len(train_w), train_tokens_seen=len(losses) * tokens_per_step,
+        final_train_loss=last_loss, tuning=last_eval,
+        tokens_per_s=steps_run * tokens_per_step / max(train_time, 1e-9), wall_s=time.perf_counter() - wall0,
+        world_size=d.world, losses=losses, tokenizer_stats=stats,
+    )  # fmt: skip
+
+
+# --- command line (what torchrun starts) ---------------------------------------------------------------
+def _print_progress(p: TrainProgress) -> None:
+    line = f"step {p.step}/{p.max_steps} loss {p.loss:.4f} lr {p.lr:.2e} {p.tokens_per_s:,.0f} tok/s {p.elapsed_s:.0f}s"
+    if p.evaluation:
+        e = p.evaluation
+        line += f" | tuning loss {e.loss:.4f} ppl {e.perplexity:.2f} top1 {e.top_k_accuracy[1]:.3f} top10 {e.top_k_accuracy[10]:.3f}"
+    print(line, flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m clinfm.model.train", description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", type=Path, help="MEDS dataset folder")
+    parser.add_argument("--config", required=True, help="YAML config (configs/fm-small.yaml)")
+    parser.add_argument("--out", required=True, type=Path, help="run folder")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--stop-at-step", type=int, default=None)
+    parser.add_argument("--losses-json", type=Path, default=None, help="write the per-step losses here (rank 0)")
+    args = parser.parse_args(argv)
+    result = pretrain(args.dataset, args.config, args.out, _print_progress, args.resume, args.stop_at_step)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        summary = {k: v for k, v in asdict(result).items() if k != "losses"}
+        print(json.dumps(summary, default=str), flush=True)
+        if args.losses_json:
+            args.losses_json.write_text(json.dumps(result.losses))
+    if dist.is_initialized():
+        # gloo can abort at interpreter exit after a clean run; leave without running exit handlers.
+        dist.barrier()
+        dist.destroy_process_group()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The clinical foundation model: a decoder-only transformer over patient-timeline tokens.
+
+One readable file in the spirit of nanoGPT: pre-LayerNorm blocks, rotary positions, tied input/output
+embeddings, ``F.scaled_dot_product_attention`` and a key/value cache for generation. It depends on torch
+only, so a checkpoint (``model.safetensors`` + ``config.json``) loads without the rest of ClinFM:
+
+    cfg = GPTConfig(**json.load(open("run/config.json"))["model"])
+    model = GPT(cfg); safetensors.torch.load_model(model, "run/model.safetensors")
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100
+"""Targets with this value (padding, window starts) do not count in the loss."""
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 1024
+    block_size: int = 256  # longest sequence the model sees (training windows and rollout context)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.0
+    bias: bool = False  # biases in Linear and LayerNorm; off is slightly better and faster
+    rope_base: float = 10000.0
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+class KVCache:
+    """Pre-allocated keys and values for every layer: (n_layer, B, n_head, max_len, head_dim) each."""
+
+    def __init__(self, cfg: GPTConfig, batch_size: int, max_len: int, device=None, dtype=torch.float32) -> None:
+        shape = (cfg.n_layer, batch_size, cfg.n_head, max_len, cfg.head_dim)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+
+    def expand(self, batch_size: int) -> KVCache:
+        """Repeat a batch-1 cache (a shared prompt) into ``batch_size`` independent rows."""
+        assert self.k.size(1) == 1, "expand() is for a cache filled with one prompt"
+        out = KVCache.__new__(KVCache)
+        out.k = self.k.expand(-1, batch_size, -1, -1, -1).contiguous()
+        out.v = self.v.expand(-1, batch_size, -1, -1, -1).contiguous()
+        out.max_len = self.max_len
+        return out
+
+    def select(self, rows: torch.Tensor) -> KVCache:
+        """Keep only some batch rows (samples that are still running)."""
+        out = KVCache.__new__(KVCache)
+        out.k, out.v, out.max_len = self.k[:, rows], self.v[:, rows], self.max_len
+        return out
+
+
+def rotary_tables(cfg: GPTConfig, length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles for positions 0..length-1: (length, head_dim // 2) each."""
+    inv_freq = 1.0 / (cfg.rope_base ** (torch.arange(0, cfg.head_dim, 2, device=device).float() / cfg.head_dim))
+    angles = torch.outer(torch.arange(length, device=device).float(), inv_freq)  # (T, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of channels of x (B, nh, T, hd) by position-dependent angles (T, hd/2)."""
+    x1, x2 = x[..., 0::2], x[..., 1::2]  # (B, nh, T, hd/2) each
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)  # (B, nh, T, hd/2, 2)
+    return out.flatten(-2).type_as(x)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        assert cfg.n_embd % cfg.n_head == 0, f"n_embd {cfg.n_embd} is not a multiple of n_head {cfg.n_head}"
+        self.c_attn = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.resid_dropout = nn.Dropout(cfg.dropout)
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+
+    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int) -> torch.Tensor:
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        mask, causal = None, True
+        if cache is not None:
+            end = start_pos + T
+            cache.k[layer, :, :, start_pos:end] = k
+            cache.v[layer, :, :, start_pos:end] = v
+            k, v = cache.k[layer, :, :, :end], cache.v[layer, :, :, :end]  # (B, nh, end, hd)
+            if T == 1:  # one new token attends to everything before it
+                causal = False
+            elif start_pos > 0:  # a chunk after a cached prefix: causal within the chunk, all of the prefix
+                causal = False
+                mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start_pos)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, nh, T, hd)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=cfg.bias)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cos, sin, layer, cache, start_pos)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # tied: save with safetensors' save_model, not save_file
+        cos, sin = rotary_tables(cfg, cfg.block_size)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights count once
+
+    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
+        """The final (layer-normed) hidden states for token ids idx (B, T): (B, T, C)."""
+        end = start_pos + idx.size(1)  # idx is (B, T)
+        limit = kv_cache.max_len if kv_cache is not None else self.config.block_size
+        if end > limit:
+            raise ValueError(f"positions up to {end} exceed the context of {limit} tokens")
+        if end > self.rope_cos.size(0):  # a cache longer than block_size: extend the rotary tables
+            cos, sin = rotary_tables(self.config, end, device=idx.device)
+        else:
+            cos, sin = self.rope_cos, self.rope_sin
+        cos, sin = cos[start_pos:end], sin[start_pos:end]  # (T, hd/2)
+        x = self.drop(self.wte(idx))  # (B, T, C)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, layer, kv_cache, start_pos)
+        return self.ln_f(x)  # (B, T, C)
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        start_pos: int = 0,
+        reduction: str = "mean",
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) token ids -> logits (B, T, V) and, given targets (B, T), the cross-entropy loss.
+
+        With ``kv_cache`` the keys/values of positions start_pos..start_pos+T-1 are written to the cache and
+        attention also reads the cached positions before start_pos (incremental decoding).
+        """
+        x = self.hidden_states(idx, kv_cache, start_pos)  # (B, T, C)
+        logits = self.lm_head(x)  # (B, T, V)
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(
+            logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction=reduction
+        )
+        return logits, loss
+
+    def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        p = self.wte.weight
+        return KVCache(self.config, batch_size, max_len or self.config.block_size, device=p.device, dtype=p.dtype)
+
+    def configure_optimizer(self, lr: float, weight_decay: float, betas: tuple[float, float], fused: bool = False):
+        """AdamW with weight decay on matrices only (not on LayerNorm weights or biases)."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+        ]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def save_pretrained(model: GPT, run_dir: str | Path, extra: dict | None = None) -> None:
+    """Write ``model.safetensors`` (tied weights kept once) and ``config.json`` to run_dir."""
+    from safetensors.torch import save_model
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(run_dir / "model.safetensors"), metadata={"format": "pt", "clinfm": "gpt-v1"})
+    (run_dir / "config.json").write_text(json.dumps({"model": asdict(model.config), **(extra or {})}, indent=2))
+
+
+def load_pretrained(run_dir: str | Path, device: str = "cpu") -> GPT:
+    """Rebuild the model from ``config.json`` + ``model.safetensors`` alone (no ClinFM code needed)."""
+    from safetensors.torch import load_model
+
+    run_dir = Path(run_dir)
+    cfg = GPTConfig(**json.loads((run_dir / "config.json").read_text())["model"])
+    model = GPT(cfg)
+    load_model(model, str(run_dir / "model.safetensors"), device=device)
+    return model.to(device).eval()
