@@ -342,6 +342,99 @@ def deid_text(
     console.print(f"Output: [cyan]{out_path}[/cyan]" + (f"; quarantine: [cyan]{quarantine}[/cyan]" if counts.get("quarantined") else ""))
 
 
+# --- the foundation model -----------------------------------------------------------------------------------
+DEFAULT_FM_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fm-small.yaml"
+
+
+@app.command()
+def pretrain(
+    path: Annotated[Path, typer.Argument(help="(De-identified) MEDS dataset to train on.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, tokenizer, config, metrics.")],
+    config: Annotated[Path, typer.Option("--config", help="YAML config (configs/fm-small.yaml, fm-medium.yaml).")] = DEFAULT_FM_CONFIG,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
+) -> None:
+    """Pretrain the generative transformer on patient timelines (CPU by default, CUDA when present).
+
+    Several processes: torchrun --nproc_per_node N -m clinfm.model.train DATASET --config C --out RUN
+    """
+    from clinfm.model.train import pretrain as run_pretraining
+
+    result = _train_with_progress(lambda cb: run_pretraining(path, config, out, progress=cb, resume=resume))
+    _print_training(result)
+
+
+def _train_with_progress(train):
+    with Progress(
+        TextColumn("[bold]pretrain[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+        TextColumn("loss {task.fields[loss]:.3f}"), TextColumn("{task.fields[tps]:,.0f} tok/s"),
+        TimeElapsedColumn(), console=err,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task("pretrain", total=None, loss=float("nan"), tps=0.0)
+
+        def update(p) -> None:
+            progress.update(bar, completed=p.step, total=p.max_steps, loss=p.loss, tps=p.tokens_per_s)
+
+        return train(update)
+
+
+def _print_training(result) -> None:
+    tuning = result.tuning
+    console.print(
+        f"Trained {result.n_params:,} parameters for {result.steps} steps ({result.train_tokens_seen:,} tokens, "
+        f"{result.tokens_per_s:,.0f} tok/s, {result.wall_s:.0f} s, world size {result.world_size}); "
+        f"vocabulary {result.vocab_size:,}"
+    )
+    if tuning:
+        acc = ", ".join(f"top-{k} {v:.2f}" for k, v in sorted(tuning.top_k_accuracy.items()))
+        console.print(f"Held-out (tuning split): loss {tuning.loss:.3f}, [bold]perplexity {tuning.perplexity:.2f}[/bold]; "
+                      f"next-code accuracy {acc}")  # fmt: skip
+    console.print(f"Run folder: [cyan]{result.run_dir}[/cyan]")
+
+
+@app.command()
+def forecast(
+    run_dir: Annotated[Path, typer.Argument(help="Trained run folder.")],
+    path: Annotated[Path, typer.Argument(help="MEDS dataset holding the subject.")],
+    subject_id: Annotated[int, typer.Argument()],
+    at: Annotated[str | None, typer.Option("--at", help="Prediction time (ISO); default: the last event.")] = None,
+    outcome: Annotated[list[str] | None, typer.Option("--outcome", help="death, admission, or a code glob like ICD10CM//I50*")] = None,
+    horizon_days: Annotated[float, typer.Option(help="Horizon in simulated days.")] = 365.0,
+    samples: Annotated[int, typer.Option(help="Sampled futures.")] = 64,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Forecast a subject by sampling futures: outcome probabilities with 95% intervals, likely next diagnoses."""
+    import datetime as dt
+
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.model.generate import forecast as run_forecast
+
+    db = SubjectDatabase(path)
+    if subject_id not in db:
+        err.print(f"[red]error:[/red] subject {subject_id} is not in {path}")
+        raise typer.Exit(2)
+    when = dt.datetime.fromisoformat(at) if at else max(e.time for e in db[subject_id].events if e.time)
+    [fc] = run_forecast(run_dir, path, [(subject_id, when)], outcomes=tuple(outcome or ("death", "admission")),
+                        horizon_days=horizon_days, n_samples=samples, seed=seed)  # fmt: skip
+    print_forecast(fc)
+
+
+def print_forecast(fc) -> None:
+    table = Table(title=f"Forecast for subject {fc.subject_id} at {fc.prediction_time:%Y-%m-%d %H:%M}, "
+                        f"{fc.horizon_days:g}-day horizon, {fc.samples} sampled futures", title_justify="left")  # fmt: skip
+    for col in ("outcome", "probability", "95% interval"):
+        table.add_column(col, justify="left" if col == "outcome" else "right")
+    for o in fc.outcomes:
+        table.add_row(o.outcome, f"{o.probability:.1%}", f"{o.ci_low:.1%} - {o.ci_high:.1%}")
+    console.print(table)
+    if fc.next_diagnoses:
+        dx = Table(title="Expected next diagnoses", title_justify="left")
+        for col in ("code", "probability", "description"):
+            dx.add_column(col)
+        for d in fc.next_diagnoses[:8]:
+            dx.add_row(d.code, f"{d.probability:.1%}", d.description or "")
+        console.print(dx)
+
+
 # --- clinical reasoning ----------------------------------------------------------------------------------
 @app.command()
 def ddx(

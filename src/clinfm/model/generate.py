@@ -281,3 +281,20 @@ def forecast(
         if progress:
             progress(i + 1, len(points))
     return out
+
+
+def sample_rollout(
+    model: GPT,
+    tokenizer: ClinicalTokenizer,
+    subject_table,
+    prediction_time: dt.datetime,
+    max_new_tokens: int = 48,
+    seed: int = 0,
+) -> list[tuple[dt.datetime, str]]:
+    """One sampled future of a subject, decoded as readable (simulated time, code) events."""
+    block = model.config.block_size
+    history = tokenizer.transform(subject_table, until=prediction_time, max_len=max(block // 2, block - max_new_tokens))
+    enc = tokenizer.encode(subject_table, until=prediction_time)
+    start = enc.times[-1] if enc.times else prediction_time
+    futures = sample_futures(model, tokenizer, history, 1, max_new_tokens, seed=seed)
+    return [(start + e.elapsed, e.code) for e in tokenizer.decode(futures.tokens[0])]

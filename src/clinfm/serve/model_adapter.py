@@ -1,0 +1,80 @@
+"""The foundation model behind serving's ``Forecaster`` seam: a registered run folder loaded once per version,
+``model.generate.forecast_subject`` rollouts turned into risks with Wilson intervals and expected next
+diagnoses, and evidence from ``reasoning.evidence`` once it is installed (until then: none, with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from clinfm.serve.backends import Deployment, Estimate, Forecast, ForecastQuery, Unavailable
+from clinfm.serve.problems import Problem
+from clinfm.serve.settings import ServeSettings
+from clinfm.serve.wiring import optional_module
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTCOMES = ("death", "admission")
+OUTCOME_NAMES = {"death": "Death", "admission": "Inpatient admission", "inpatient": "Inpatient admission"}
+
+
+class FoundationForecaster:
+    """One loaded checkpoint; ``forecast_batch`` runs on the serving thread that owns the model.
+
+    ``generate.forecast_subject`` rolls out one patient at a time, so batches are of one (``max_batch``); a
+    batched rollout across patients in ``model.generate`` would let the batcher group concurrent misses.
+    """
+
+    max_batch = 1
+
+    def __init__(self, version: str, run_dir: Path, generate: Any, descriptions: dict[str, str]) -> None:
+        from clinfm.model.train import load_checkpoint
+
+        self.version = version
+        self._generate = generate
+        self.model, self.tokenizer, _ = load_checkpoint(run_dir, device="cpu")
+        self.descriptions = descriptions
+        self._evidence = optional_module("clinfm.reasoning.evidence")
+
+    def forecast_batch(self, queries: list[ForecastQuery]) -> list[Forecast]:
+        return [self._one(q) for q in queries]
+
+    def _one(self, q: ForecastQuery) -> Forecast:
+        f = self._generate.forecast_subject(
+            self.model, self.tokenizer, q.subject, q.prediction_time, outcomes=q.outcomes or DEFAULT_OUTCOMES,
+            horizon_days=float(q.horizon_days), n_samples=q.n_samples, seed=q.seed, descriptions=self.descriptions,
+        )  # fmt: skip
+        wilson = self._generate.wilson_interval
+        risks = [Estimate(o.outcome, OUTCOME_NAMES.get(o.outcome, self.descriptions.get(o.outcome, o.outcome)),
+                          o.probability, o.ci_low, o.ci_high) for o in f.outcomes]  # fmt: skip
+        nxt = []
+        for d in f.next_diagnoses:
+            lo, hi = wilson(round(d.probability * f.samples), f.samples)
+            nxt.append(Estimate(d.code, d.description or self.descriptions.get(d.code, ""), d.probability, lo, hi))
+        warnings = []
+        if self._evidence is None:
+            warnings.append("evidence attribution is not available yet (clinfm.reasoning.evidence is not installed)")
+        if f.history_tokens < 8:
+            warnings.append(f"the record is short ({f.history_tokens} tokens before the prediction time)")
+        return Forecast(risks=risks, next_diagnoses=nxt, n_samples=f.samples, warnings=warnings)
+
+
+def loader(settings: ServeSettings, descriptions: dict[str, str]) -> Any:
+    generate = optional_module("clinfm.model.generate")
+    if generate is None or optional_module("clinfm.model.train") is None:
+        return Unavailable("the foundation model", "clinfm.model.generate is not installed")
+
+    def load(deployment: Deployment) -> FoundationForecaster:
+        run_dir = Path(settings.model_run_dir or deployment.run_dir or "")
+        if not (run_dir / "model.safetensors").is_file():
+            raise Problem(503, f"model version {deployment.version} has no trained checkpoint (model.safetensors) in "
+                          "its run folder", slug="no-model")  # fmt: skip
+        import torch
+
+        torch.set_num_threads(settings.model_threads)
+        log.info("loading model %s", deployment.version)
+        return FoundationForecaster(deployment.version, run_dir, generate, descriptions)
+
+    return load

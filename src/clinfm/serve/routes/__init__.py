@@ -1,0 +1,1 @@
+"""One router per surface: health, models, predict, ddx, treatment, FHIR, CDS Hooks, web pages."""
