@@ -299,6 +299,10 @@ def make_engine(url: str) -> Engine:
         def _connect(dbapi_connection, record) -> None:
             dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN itself
             dbapi_connection.execute("PRAGMA foreign_keys = ON")
+            # WAL: readers never block the writer and a commit is one append, not a journal rewrite. Kept at
+            # synchronous=FULL so a committed audit entry survives a power loss.
+            dbapi_connection.execute("PRAGMA journal_mode = WAL")
+            dbapi_connection.execute("PRAGMA synchronous = FULL")
 
         @event.listens_for(engine, "begin")
         def _begin(conn) -> None:
