@@ -700,23 +700,125 @@ def access_create_key(
 
 # --- the demo --------------------------------------------------------------------------------------------
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Start the API (REST + OpenAPI, CDS Hooks, FHIR) and the clinician web page. Settings: CLINFM_* variables."""
+    from pydantic import ValidationError
+
+    from clinfm.serve import ServeSettings, run
+
+    try:
+        settings = ServeSettings()
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"Web page: http://{host}:{port}/   API docs: http://{host}:{port}/docs")
+    run(host, port, settings)
+
+
+# --- evaluation --------------------------------------------------------------------------------------------
+@app.command()
+def evaluate(
+    path: Annotated[Path, typer.Argument(help="MEDS dataset.")],
+    task: Annotated[str, typer.Option("--task", help="Task name (configs/tasks/NAME.yaml) or a YAML path.")],
+    report: Annotated[Path, typer.Option("--report", help="HTML report to write (a .json twin is written beside it).")],
+    models: Annotated[list[str] | None, typer.Option("--models", help="lightgbm, logistic, fm_probe, fm_zeroshot")] = None,
+    fm_run: Annotated[Path | None, typer.Option("--fm-run", help="Foundation-model run folder for fm_* models.")] = None,
+    split: Annotated[str, typer.Option(help="subject, cv, temporal or external.")] = "subject",
+    recalibrate: Annotated[str | None, typer.Option(help="platt or isotonic (fitted on the tuning split).")] = None,
+) -> None:
+    """Validate models on a prediction task against baselines: CIs, calibration, decision curves, fairness."""
+    from clinfm.validate.evaluate import DEFAULT_MODELS
+    from clinfm.validate.evaluate import evaluate as run_evaluation
+
+    with _progress_bar("evaluate", "steps") as update:
+        try:
+            run_evaluation(path, task, models or list(DEFAULT_MODELS), report, progress=update,
+                                    fm_run_dir=fm_run, split=split, recalibrate=recalibrate)  # fmt: skip
+        except (ValueError, FileNotFoundError, LookupError) as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    print_evaluation(report)
+
+
+def print_evaluation(report: Path) -> None:
+    data = json.loads(Path(report).with_suffix(".json").read_text())
+    table = Table(title=f"Task {data['task']}: held-out performance (95% bootstrap CI)", title_justify="left")
+    for col in ("model", "AUROC", "AUPRC", "Brier", "ECE"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for name, m in data["models"].items():
+        cell = lambda k: (f"{m[k]['value']:.3f} ({m[k]['ci'][0]:.3f}-{m[k]['ci'][1]:.3f})"  # noqa: E731
+                          if isinstance(m.get(k), dict) and m[k].get("ci") else "-")  # fmt: skip
+        table.add_row(name, cell("auroc"), cell("auprc"), cell("brier"), cell("ece"))
+    console.print(table)
+    console.print(f"Report: [cyan]{report}[/cyan]  (JSON twin: {Path(report).with_suffix('.json')})")
+
+
+# --- the demo --------------------------------------------------------------------------------------------
+DEMO_TASK = "long_length_of_stay"
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo-output"),
     workers: WorkersOpt = 1,
+    config: Annotated[Path, typer.Option("--config", help="Model config to pretrain.")] = DEFAULT_FM_CONFIG,
+    task: Annotated[str, typer.Option("--task", help="Validation task.")] = DEMO_TASK,
+    serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="End by starting the server.")] = True,
+    port: Annotated[int, typer.Option(help="Port for the server.")] = 8000,
 ) -> None:
-    """The main job on the embedded Eunomia data: ingest to MEDS, de-identify, statistics, a timeline."""
-    from clinfm.data.ingest import omop
-    from clinfm.data.stats import dataset_stats
-    from clinfm.data.store import SubjectDatabase
-    from clinfm.data.timeline import render_timeline
-    from clinfm.deid.structured import create_secret, deidentify_dataset, read_secret
-
+    """The main job on the embedded Eunomia data: ingest, de-identify, pretrain, validate, govern, serve."""
     out = out.resolve()
-    raw, deid_dir, secret_file = out / "eunomia-meds", out / "eunomia-deid", out / "deid.secret"
+    os.environ.setdefault("CLINFM_HOME", str(out / "clinfm-home"))
+    raw, deid_dir, run_dir = out / "eunomia-meds", out / "eunomia-deid", out / "fm-run"
+    secret_file = out / "deid.secret"
+    made: list[tuple[str, Path | str]] = []
+
     console.rule("[bold]1. Ingest the embedded Eunomia OMOP CDM into MEDS")
+    from clinfm.data.ingest import omop
+
     _run_ingest(lambda: omop.plan(), raw, workers, None, 0)
+    made.append(("Source MEDS dataset (identified)", raw))
 
     console.rule("[bold]2. De-identify (keyed pseudonyms, per-subject date shifts, notes scrubbed)")
+    _demo_deid(raw, deid_dir, secret_file)
+    made += [("De-identified dataset", deid_dir), ("De-identification report", deid_dir / "deid_report.html")]
+
+    console.rule("[bold]3. Statistics and one patient's timeline (pseudonymous id, shifted dates)")
+    sid = _demo_look(deid_dir, out)
+
+    console.rule("[bold]4. Pretrain the foundation model on the de-identified data")
+    from clinfm.model.train import pretrain as run_pretraining
+
+    result = _train_with_progress(lambda cb: run_pretraining(deid_dir, config, run_dir, progress=cb))
+    _print_training(result)
+    _demo_rollout(run_dir, deid_dir, sid)
+    made.append(("Model run (safetensors + tokenizer + config)", run_dir))
+
+    console.rule(f"[bold]5. Validate on the task {task!r} against baselines")
+    report = out / f"validation-{task}.html"
+    validation = _demo_validate(deid_dir, task, run_dir, report)
+    if validation:
+        made.append(("Validation report", report))
+
+    console.rule("[bold]6. Govern: register, gate, approve, model card, API key")
+    key, card_paths = _demo_govern(run_dir, deid_dir, validation)
+    made += [("Model card", card_paths.get("html", "")), ("Registry and audit log", os.environ["CLINFM_HOME"])]
+
+    console.rule("[bold green]Done")
+    for label, path in made:
+        console.print(f"{label + ':':<48} [cyan]{path}[/cyan]")
+    console.print(f"Next: [bold]clinfm timeline {deid_dir} {sid}[/bold]   [bold]clinfm ddx[/bold]   "
+                  f"[bold]clinfm registry list[/bold]   [bold]clinfm audit verify[/bold] (with CLINFM_HOME={os.environ['CLINFM_HOME']})")  # fmt: skip
+    if serve_after:
+        _demo_serve(deid_dir, run_dir, secret_file, key, port)
+
+
+def _demo_deid(raw: Path, deid_dir: Path, secret_file: Path) -> None:
+    from clinfm.deid.structured import create_secret, deidentify_dataset, read_secret
+
     if not secret_file.exists():
         create_secret(secret_file)
         console.print(f"Created a de-identification secret at [cyan]{secret_file}[/cyan] (mode 0600); keep it safe.")
@@ -724,24 +826,85 @@ def demo(
         result = deidentify_dataset(raw, deid_dir, read_secret(secret_file), policy="shift", progress=update)
     print_deid_summary(result)
 
-    console.rule("[bold]3. Statistics of the de-identified dataset")
+
+def _demo_look(deid_dir: Path, out: Path) -> int:
+    from clinfm.data.stats import dataset_stats
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.data.timeline import render_timeline
+
     s = dataset_stats(deid_dir)
     print_stats(s)
     (out / "eunomia-deid-stats.json").write_text(json.dumps(s, indent=2))
-
-    console.rule("[bold]4. One patient's timeline (pseudonymous id, shifted dates)")
     db = SubjectDatabase(deid_dir)
     sid = _typical_subject(db)
-    console.print(render_timeline(db[sid], db.descriptions(), limit=40))
+    console.print(render_timeline(db[sid], db.descriptions(), limit=25))
+    return sid
 
-    console.rule("[bold green]Done")
-    console.print(
-        f"Source MEDS dataset (identified):  [cyan]{raw}[/cyan]  (quarantine: {raw / 'quarantine.parquet'})\n"
-        f"De-identified dataset:             [cyan]{deid_dir}[/cyan]\n"
-        f"De-identification report:         [cyan]{deid_dir / 'deid_report.html'}[/cyan]\n"
-        f"Statistics:                        [cyan]{out / 'eunomia-deid-stats.json'}[/cyan]\n"
-        f"Next: [bold]clinfm timeline {deid_dir} {sid}[/bold]   or   [bold]clinfm stats {deid_dir}[/bold]"
-    )
+
+def _demo_rollout(run_dir: Path, deid_dir: Path, sid: int) -> None:
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.model.generate import sample_rollout
+    from clinfm.model.train import load_checkpoint
+
+    model, tokenizer, _ = load_checkpoint(run_dir)
+    db = SubjectDatabase(deid_dir)
+    table = db.table(sid)
+    times = [t for t in table.column("time").to_pylist() if t is not None]
+    cut = times[len(times) // 2]
+    descriptions = db.descriptions()
+    events = sample_rollout(model, tokenizer, table, cut, max_new_tokens=40, seed=0)
+    console.print(f"A sampled future for subject {sid} after {cut:%Y-%m-%d} (simulated, not a prediction to act on):")
+    for when, code in events[:15]:
+        console.print(f"  {when:%Y-%m-%d}  {code:<28} {descriptions.get(code, '')}")
+
+
+def _demo_validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> dict | None:
+    from clinfm.validate.evaluate import evaluate as run_evaluation
+
+    try:
+        with _progress_bar("evaluate", "steps") as update:
+            run_evaluation(deid_dir, task, ["lightgbm", "logistic", "fm_probe"], report, progress=update, fm_run_dir=run_dir)
+    except (ValueError, LookupError) as exc:
+        err.print(f"[yellow]validation skipped:[/yellow] {exc}")
+        return None
+    data = json.loads(report.with_suffix(".json").read_text())
+    for name, m in data["models"].items():
+        auroc = m.get("auroc") or {}
+        if auroc.get("ci"):
+            console.print(f"  {name:<12} AUROC {auroc['value']:.3f} (95% CI {auroc['ci'][0]:.3f}-{auroc['ci'][1]:.3f})")
+    return data
+
+
+def _demo_govern(run_dir: Path, deid_dir: Path, validation: dict | None) -> tuple[str, dict]:
+    from clinfm.govern import GateError, bootstrap_demo, promote
+
+    boot = bootstrap_demo(run_dir, deid_dir, validation, primary_model="fm_probe")
+    console.print(f"Registered [bold]{boot['model']}[/bold] ({boot['model_version_id']}) in organization {boot['org']}: "
+                  f"state [bold]{boot['state']}[/bold]")  # fmt: skip
+    for failure in boot["gate_failures"]:
+        console.print(f"  [yellow]validated gate refused:[/yellow] {failure}")
+    if boot["state"] == "validated":
+        try:
+            v = promote(boot["model_version_id"], "silent", boot["clinical_owner"],
+                        "Demo: rehearse silent mode on de-identified demo data (no clinical use)")  # fmt: skip
+            console.print(f"Approved by the demo clinical owner [bold]{boot['clinical_owner']}[/bold]: state "
+                          f"[bold]{v.state}[/bold] (predictions are computed and logged; no CDS cards)")  # fmt: skip
+        except GateError as exc:
+            console.print(f"[yellow]silent gate refused:[/yellow] {exc}")
+    console.print(f"Demo API key (shown once): [bold]{boot['api_key']}[/bold]")
+    return boot["api_key"], boot["card_paths"]
+
+
+def _demo_serve(deid_dir: Path, run_dir: Path, secret_file: Path, key: str, port: int) -> None:
+    from clinfm.serve import ServeSettings, run
+
+    settings = ServeSettings(dataset_path=deid_dir, dataset_org="demo", model_run_dir=run_dir,
+                             tenant_secret_file=secret_file, data_dir=deid_dir.parent / "serve-data")  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    console.rule("[bold]7. Serving (Ctrl-C to stop)")
+    console.print(f"Web page:  [cyan]{base}/[/cyan]  (log in with the API key)\nAPI docs:  [cyan]{base}/docs[/cyan]\n"
+                  f"API key:   [bold]{key}[/bold]\nTry:       curl -H 'Authorization: Bearer {key}' {base}/v1/models")  # fmt: skip
+    run("127.0.0.1", port, settings)
 
 
 def _typical_subject(db) -> int:

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 
 from clinfm import schema
 from clinfm.data.ingest import fhir
-from clinfm.data.ingest.base import ShardBuilder
 from clinfm.deid.structured import AGE_CAP_YEARS, ZIP_PREFIX, date_shift_days, pseudonym, zip3
 from clinfm.schema import Event, Subject
 
@@ -40,11 +39,7 @@ def bundle_events(bundle: dict) -> tuple[pa.Table, dict[str, str], int]:
     """Events of one Bundle (the FHIR ingest's converter, in memory), code descriptions, quarantined count."""
     if bundle.get("resourceType") != "Bundle":
         raise BundleError("bundle.resourceType must be 'Bundle'")
-    # The converter's per-Bundle entry point is private to the ingest module; see the report's request for a
-    # public ``fhir.convert_bundle(dict)``. It is the same code path `clinfm ingest fhir` runs on a file.
-    ctx = fhir._Context(ShardBuilder("inline-bundle"))
-    outputs = list(fhir._bundle_entries(bundle, ctx, ""))
-    outputs.append(ctx.flush())
+    outputs = fhir.convert_bundle(bundle)
     events = pa.concat_tables([o.events for o in outputs])
     descriptions: dict[str, str] = {}
     quarantined = 0

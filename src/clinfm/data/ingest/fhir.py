@@ -830,6 +830,14 @@ def convert(task: IngestTask) -> Iterator[ShardOutput]:
     raise ValueError(f"FHIR task table {task.table!r} is not 'bundle' or 'ndjson'")
 
 
+def convert_bundle(bundle: dict, source: str = "inline-bundle") -> list[ShardOutput]:
+    """Convert one parsed Bundle in memory (an API request's inline record): the same code path as a file."""
+    ctx = _Context(ShardBuilder(source))
+    outputs = list(_bundle_entries(bundle, ctx, ""))
+    outputs.append(ctx.flush())
+    return outputs
+
+
 def _not_json(data: bytes, exc: Exception, expected: str) -> str:
     """Why ``data`` did not parse: bad UTF-8 (with the byte and offset) or the JSON error."""
     try:
