@@ -724,7 +724,7 @@ def evaluate(
     path: Annotated[Path, typer.Argument(help="MEDS dataset.")],
     task: Annotated[str, typer.Option("--task", help="Task name (configs/tasks/NAME.yaml) or a YAML path.")],
     report: Annotated[Path, typer.Option("--report", help="HTML report to write (a .json twin is written beside it).")],
-    models: Annotated[list[str] | None, typer.Option("--models", help="lightgbm, logistic, fm_probe, fm_zeroshot")] = None,
+    models: Annotated[list[str] | None, typer.Option("--models", help="count_gbm, count_lr, fm_probe, fm_zeroshot")] = None,
     fm_run: Annotated[Path | None, typer.Option("--fm-run", help="Foundation-model run folder for fm_* models.")] = None,
     split: Annotated[str, typer.Option(help="subject, cv, temporal or external.")] = "subject",
     recalibrate: Annotated[str | None, typer.Option(help="platt or isotonic (fitted on the tuning split).")] = None,
@@ -863,7 +863,7 @@ def _demo_validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> di
 
     try:
         with _progress_bar("evaluate", "steps") as update:
-            run_evaluation(deid_dir, task, ["lightgbm", "logistic", "fm_probe"], report, progress=update, fm_run_dir=run_dir)
+            run_evaluation(deid_dir, task, ["count_gbm", "count_lr", "fm_probe"], report, progress=update, fm_run_dir=run_dir)
     except (ValueError, LookupError) as exc:
         err.print(f"[yellow]validation skipped:[/yellow] {exc}")
         return None
