@@ -313,6 +313,11 @@ def test_real_foundation_model_prediction_and_riskassessment(app_factory, govern
         for x in body["risks"]:
             assert 0 <= x["ci_low"] <= x["probability"] <= x["ci_high"] <= 1
             assert round(x["probability"] * 8) == x["probability"] * 8  # a share of the 8 sampled futures
+        # evidence comes from the record (reasoning.evidence) or the answer says why there is none
+        cited = [e for x in body["risks"] for e in x["evidence"]]
+        assert cited or any("insufficient evidence" in w for w in body["warnings"]), body
+        for e in cited:
+            assert e["code"] and e["time"] <= body["prediction_time"]
         params = {"resourceType": "Parameters", "parameter": [
             {"name": "subject", "valueReference": {"reference": f"Patient/{subject_id}"}},
             {"name": "modelVersion", "valueString": real_model}]}  # fmt: skip

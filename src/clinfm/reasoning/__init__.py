@@ -24,3 +24,16 @@ __all__ = [
     "load_knowledge_base", "load_treatment_knowledge", "match_medication", "parse_answer", "renal_function",
     "run_terminal", "start_session",
 ]
+
+# Patient-record reasoning needs torch and the foundation model: imported on first use, so that the
+# differential and treatment tools stay light to import.
+_EVIDENCE = ("CitedEvent", "EvidenceItem", "RecordReasoning", "explain_forecast", "explain_subject", "load_model")
+__all__ += list(_EVIDENCE)
+
+
+def __getattr__(name: str):
+    if name in _EVIDENCE:
+        from clinfm.reasoning import evidence
+
+        return getattr(evidence, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,7 @@
 """The foundation model behind serving's ``Forecaster`` seam: a registered run folder loaded once per version,
 ``model.generate.forecast_subject`` rollouts turned into risks with Wilson intervals and expected next
-diagnoses, and evidence from ``reasoning.evidence`` once it is installed (until then: none, with a warning).
+diagnoses, and the evidence behind each from ``reasoning.evidence`` (groups of events whose removal changes
+the model's expectation), reusing the same rollouts.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from clinfm.serve.backends import Deployment, Estimate, Forecast, ForecastQuery, Unavailable
+from clinfm.serve.backends import Attribution, Deployment, Estimate, Forecast, ForecastQuery, Unavailable
 from clinfm.serve.problems import Problem
 from clinfm.serve.settings import ServeSettings
 from clinfm.serve.wiring import optional_module
@@ -47,15 +48,34 @@ class FoundationForecaster:
             horizon_days=float(q.horizon_days), n_samples=q.n_samples, seed=q.seed, descriptions=self.descriptions,
         )  # fmt: skip
         wilson = self._generate.wilson_interval
+        warnings: list[str] = []
+        evidence_for: dict[str, list[Attribution]] = {}
+        if self._evidence is None:
+            warnings.append("evidence attribution is not available (clinfm.reasoning.evidence is not installed)")
+        else:
+            r = self._evidence.explain_subject(
+                self.model, self.tokenizer, q.subject, q.prediction_time, outcomes=q.outcomes or DEFAULT_OUTCOMES,
+                descriptions=self.descriptions, model_version=self.version, horizon_days=float(q.horizon_days),
+                n_samples=q.n_samples, seed=q.seed, forecast=f,
+            )  # fmt: skip
+            warnings += r.warnings
+            if r.abstained:
+                warnings.append(r.abstention_reason or "insufficient evidence")
+            for target in [*r.forecasts, *r.expected_next_diagnoses]:
+                name = getattr(target, "outcome", None) or getattr(target, "code", "")
+                evidence_for[name] = [
+                    Attribution(ev.time, ev.code, ev.description or "", item.delta)
+                    for item in target.evidence
+                    for ev in item.events[:1]  # the group's most recent event keeps cards readable
+                ]
         risks = [Estimate(o.outcome, OUTCOME_NAMES.get(o.outcome, self.descriptions.get(o.outcome, o.outcome)),
-                          o.probability, o.ci_low, o.ci_high) for o in f.outcomes]  # fmt: skip
+                          o.probability, o.ci_low, o.ci_high, evidence_for.get(o.outcome, []))
+                 for o in f.outcomes]  # fmt: skip
         nxt = []
         for d in f.next_diagnoses:
             lo, hi = wilson(round(d.probability * f.samples), f.samples)
-            nxt.append(Estimate(d.code, d.description or self.descriptions.get(d.code, ""), d.probability, lo, hi))
-        warnings = []
-        if self._evidence is None:
-            warnings.append("evidence attribution is not available yet (clinfm.reasoning.evidence is not installed)")
+            nxt.append(Estimate(d.code, d.description or self.descriptions.get(d.code, ""), d.probability, lo, hi,
+                                evidence_for.get(d.code, [])))  # fmt: skip
         if f.history_tokens < 8:
             warnings.append(f"the record is short ({f.history_tokens} tokens before the prediction time)")
         return Forecast(risks=risks, next_diagnoses=nxt, n_samples=f.samples, warnings=warnings)
