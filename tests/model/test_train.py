@@ -87,3 +87,23 @@ def test_checkpoint_loads_in_a_fresh_process_with_only_transformer_py(tiny_run, 
     with torch.no_grad():
         here = model(torch.arange(10).unsqueeze(0) % model.config.vocab_size)[0][0, -1, :5]
     np.testing.assert_allclose(json.loads(out.stdout), here.numpy(), atol=1e-5)
+
+
+def test_torchrun_resumes_a_checkpoint_written_with_a_different_world_size(tiny_meds, tmp_path):
+    """Scale out mid-run: 1 process writes the checkpoint at step 4, 2 processes under torchrun finish it."""
+    cfg = _cfg(max_steps=8, checkpoint_interval=4, eval_interval=100)
+    full = pretrain(tiny_meds, cfg, tmp_path / "full")
+    pretrain(tiny_meds, cfg, tmp_path / "run", stop_at_step=4)
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(json.dumps(cfg.model_dump()))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "clinfm.model.train", str(tiny_meds), "--config", str(cfg_file), "--out", str(tmp_path / "run"),
+        "--resume", "--losses-json", str(tmp_path / "losses.json"),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    resumed = json.loads((tmp_path / "losses.json").read_text())
+    assert len(resumed) == 8
+    np.testing.assert_allclose(resumed, full.losses, rtol=1e-4, atol=1e-4)
