@@ -283,6 +283,9 @@ def deid(
     out: OutOpt,
     secret_file: Annotated[Path | None, typer.Option("--secret-file", help="Secret key file (required).")] = None,
     policy: Annotated[str, typer.Option(help="shift (model building: dates shifted per subject) or safe-harbor.")] = "shift",
+    workers: WorkersOpt = 1,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """De-identify a MEDS dataset: keyed pseudonyms, per-subject date shifts (or Safe Harbor), scrubbed notes."""
     from clinfm.deid.structured import POLICIES, SecretError, deidentify_dataset, read_secret
@@ -297,7 +300,8 @@ def deid(
         raise typer.Exit(2) from exc
     with _progress_bar("de-identify", "shards") as update:
         try:
-            result = deidentify_dataset(path, out, secret, policy=policy, progress=update)  # type: ignore[arg-type]
+            result = deidentify_dataset(path, out, secret, policy=policy, progress=update, workers=workers,  # type: ignore[arg-type]
+                                        engine=engine, ray_address=ray_address)  # fmt: skip
         except (ValueError, FileNotFoundError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc

@@ -9,6 +9,7 @@ import pytest
 
 from clinfm.data.dataset import build_dataset
 from clinfm.data.ingest import fhir, omop
+from clinfm.deid.structured import deidentify_dataset
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
 
@@ -29,6 +30,13 @@ def test_ray_and_local_engines_give_identical_datasets(tmp_path, monkeypatch):
             on_ray = build_dataset(make_plan(), tmp_path / f"{name}-ray", workers=2, engine="ray")
             assert local.events == on_ray.events > 0
             assert _digest(tmp_path / f"{name}-local") == _digest(tmp_path / f"{name}-ray"), name
+        # de-identification: the same shard function on Ray and in processes, over a 3-shard dataset
+        source = build_dataset(omop.plan(), tmp_path / "sharded", shards=3).path
+        secret = b"s" * 32
+        deidentify_dataset(source, tmp_path / "deid-local", secret, workers=2)
+        deidentify_dataset(source, tmp_path / "deid-ray", secret, workers=2, engine="ray")
+        assert len(list((tmp_path / "deid-ray" / "data").glob("*.parquet"))) == 3
+        assert _digest(tmp_path / "deid-local") == _digest(tmp_path / "deid-ray")
     finally:
         ray.shutdown()
 

@@ -114,7 +114,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     server that has imported the ingest code once starts workers far faster than spawn."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["clinfm.data.dataset", "clinfm.data.ingest.omop", "clinfm.data.ingest.fhir",
-                                "clinfm.data.ingest.mimic", "clinfm.data.ingest.meds"])  # fmt: skip
+                                "clinfm.data.ingest.mimic", "clinfm.data.ingest.meds", "clinfm.deid.structured"])  # fmt: skip
     return ctx
 
 
@@ -129,32 +129,45 @@ def _run_tasks(
     progress: ProgressFn | None,
     engine: str = "local",
     ray_address: str | None = None,
-):
-    total = len(plan.tasks)
-    results: list[TaskResult] = []
+) -> list[TaskResult]:
     args = [(t, plan.convert, str(parts_dir), n_buckets, i) for i, t in enumerate(plan.tasks)]
+    return map_tasks(run_task, args, workers, progress, engine, ray_address)
+
+
+def map_tasks(
+    fn: Callable,
+    args: list[tuple],
+    workers: int = 1,
+    progress: ProgressFn | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+) -> list:
+    """``[fn(*a) for a in args]`` in order, on this process, a pool of ``workers`` processes, or Ray.
+
+    The one place that knows about engines: ingest and de-identification hand it the same top-level
+    function whatever runs it, so every engine gives the same output."""
     if engine == "ray":
-        return _run_tasks_ray(args, workers, progress, ray_address)
+        return _map_ray(fn, args, workers, progress, ray_address)
     if engine != "local":
         raise ValueError(f"engine {engine!r} is not one of {ENGINES}")
-    if workers <= 1 or total <= 1:
+    results: list = []
+    if workers <= 1 or len(args) <= 1:
         for a in args:
-            results.append(run_task(*a))
+            results.append(fn(*a))
             if progress:
-                progress(len(results), total)
+                progress(len(results), len(args))
         return results
     with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
-        for result in pool.map(run_task, *zip(*args)):
+        for result in pool.map(fn, *zip(*args)):
             results.append(result)
             if progress:
-                progress(len(results), total)
+                progress(len(results), len(args))
     return results
 
 
-def _run_tasks_ray(args: list[tuple], workers: int, progress: ProgressFn | None, address: str | None) -> list[TaskResult]:
-    """The same :func:`run_task` as Ray tasks: on a local Ray instance started here (``workers`` CPUs) or
-    on an existing cluster at ``address``. Part files go to the output's parent folder, which every node
-    must see (a shared filesystem)."""
+def _map_ray(fn: Callable, args: list[tuple], workers: int, progress: ProgressFn | None, address: str | None) -> list:
+    """Ray tasks on a local instance started here (``workers`` CPUs) or on the cluster at ``address``.
+    Files are passed by path, so every node must see the output's parent folder (a shared filesystem)."""
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the install
@@ -164,11 +177,11 @@ def _run_tasks_ray(args: list[tuple], workers: int, progress: ProgressFn | None,
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
     try:
-        remote = ray.remote(run_task)
+        remote = ray.remote(fn)
         pending = {remote.remote(*a): i for i, a in enumerate(args)}
-        done: dict[int, TaskResult] = {}
+        done: dict[int, object] = {}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:

@@ -257,6 +257,32 @@ class DeidResult:
     report: dict
 
 
+_SCRUBBERS: dict[str, NoteScrubber] = {}
+
+
+def _scrubber_for(policy: Policy) -> NoteScrubber:
+    """One note engine per process and policy (spaCy and Presidio take seconds to load)."""
+    if policy not in _SCRUBBERS:
+        _SCRUBBERS[policy] = default_note_scrubber(policy)
+    return _SCRUBBERS[policy]
+
+
+def deidentify_shard_file(
+    shard: str, out_path: str, secret: bytes, policy: Policy, notes: bool | NoteScrubber
+) -> tuple[DeidCounts, pl.DataFrame]:
+    """De-identify one shard file into ``out_path``: the unit of work for every engine (local or Ray).
+
+    ``notes`` is True for this process's default note engine, False for none, or a scrubber to use."""
+    scrubber = _scrubber_for(policy) if notes is True else (notes or None)
+    df = pl.read_parquet(shard)
+    out, counts = deidentify_shard(df, secret, policy, scrubber)
+    table = out.select(schema.EVENT_COLUMNS).to_arrow().cast(schema.EVENT_SCHEMA)
+    schema.validate_events(table)
+    pq.write_table(table, out_path, compression="zstd", row_group_size=100_000)
+    log.info("de-identified shard %s: %d subjects, %d events", Path(shard).name, counts.subjects_pseudonymized, len(out))
+    return counts, _quasi_identifiers(out)
+
+
 def deidentify_dataset(
     source: str | Path,
     out_dir: str | Path,
@@ -264,11 +290,17 @@ def deidentify_dataset(
     policy: Policy = "shift",
     scrubber: NoteScrubber | None | Literal["default"] = "default",
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> DeidResult:
     """Read one MEDS dataset and write its de-identified twin to ``out_dir`` (atomically), with a report.
 
+    Shards are independent (a subject lives in one shard), so ``workers`` processes or Ray tasks
+    (``engine="ray"``) run :func:`deidentify_shard_file` on them; the output is the same for every engine.
     The source's ``quarantine.parquet`` is not copied: it holds raw source values.
     """
+    from clinfm.data.dataset import map_tasks
     from clinfm.deid.report import build_report, write_report
 
     if policy not in POLICIES:
@@ -278,27 +310,21 @@ def deidentify_dataset(
         raise ValueError(f"--out {str(out_dir)!r} is the source dataset; write the de-identified copy elsewhere")
     validate_dataset(source)
     shards = sorted((source / schema.DATA_DIR).glob("*.parquet"), key=lambda p: p.name)
-    if scrubber == "default":
-        scrubber = default_note_scrubber(policy) if _has_text(shards) else None
+    notes: bool | NoteScrubber = _has_text(shards) if scrubber == "default" else (scrubber or False)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         (tmp / schema.DATA_DIR).mkdir()
+        args = [(str(p), str(tmp / schema.DATA_DIR / p.name), secret, policy, notes) for p in shards]
+        if callable(notes):  # a caller's scrubber object cannot travel to other processes
+            workers, engine = 1, "local"
+        results = map_tasks(deidentify_shard_file, args, workers, progress, engine, ray_address)
         total = DeidCounts()
-        qi_frames = []
-        for i, shard in enumerate(shards):
-            df = pl.read_parquet(shard)
-            out, counts = deidentify_shard(df, secret, policy, scrubber)
-            table = out.select(schema.EVENT_COLUMNS).to_arrow().cast(schema.EVENT_SCHEMA)
-            schema.validate_events(table)
-            pq.write_table(table, tmp / schema.DATA_DIR / shard.name, compression="zstd", row_group_size=100_000)
+        for counts, _ in results:
             total.add(counts)
-            qi_frames.append(_quasi_identifiers(out))
-            log.info("de-identified shard %s: %d subjects, %d events", shard.name, counts.subjects_pseudonymized, len(out))
-            if progress:
-                progress(i + 1, len(shards))
         _write_metadata(source, tmp, secret, policy)
-        report = build_report(policy, total, pl.concat(qi_frames), secret_fingerprint(secret), source_name=source.name)
+        qi = pl.concat([q for _, q in results])
+        report = build_report(policy, total, qi, secret_fingerprint(secret), source_name=source.name)
         write_report(report, tmp)
         validate_dataset(tmp)
         replace_atomically(tmp, out_dir)
