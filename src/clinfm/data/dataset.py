@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,20 +166,35 @@ def map_tasks(
     return results
 
 
-def _map_ray(fn: Callable, args: list[tuple], workers: int, progress: ProgressFn | None, address: str | None) -> list:
-    """Ray tasks on a local instance started here (``workers`` CPUs) or on the cluster at ``address``.
-    Files are passed by path, so every node must see the output's parent folder (a shared filesystem)."""
+@contextmanager
+def engine_session(engine: str, workers: int = 1, address: str | None = None):
+    """Keep one Ray connection for a whole job (a local instance with ``workers`` CPUs, or the cluster at
+    ``address``); a no-op for the local engine or when Ray is already initialized by the caller."""
+    if engine != "ray":
+        yield
+        return
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise IngestError("--engine ray needs Ray: pip install 'clinfm[ray]'") from exc
-    started_here = not ray.is_initialized()
-    if started_here:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+    if ray.is_initialized():
+        yield
+        return
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
     try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _map_ray(fn: Callable, args: list[tuple], workers: int, progress: ProgressFn | None, address: str | None) -> list:
+    """Ray tasks; files are passed by path, so every node must see the output's parent folder."""
+    with engine_session("ray", workers, address):
+        import ray
+
         remote = ray.remote(fn)
         pending = {remote.remote(*a): i for i, a in enumerate(args)}
         done: dict[int, object] = {}
@@ -189,9 +205,6 @@ def _map_ray(fn: Callable, args: list[tuple], workers: int, progress: ProgressFn
             if progress:
                 progress(len(done), len(args))
         return [done[i] for i in range(len(args))]
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 # --- phase 2: buckets -> sorted shards -----------------------------------------------------------------
@@ -317,8 +330,9 @@ def build_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         parts = tmp / "_parts"
-        results = _run_tasks(plan, parts, n_buckets, workers, progress, engine, ray_address)
-        summary = _assemble(plan, results, parts, tmp, n_buckets, seed)
+        with engine_session(engine, workers, ray_address):
+            results = _run_tasks(plan, parts, n_buckets, workers, progress, engine, ray_address)
+            summary = _assemble(plan, results, parts, tmp, n_buckets, seed, workers, engine, ray_address)
         shutil.rmtree(parts)
         validate_dataset(tmp)
         replace_atomically(tmp, out_dir)
@@ -329,7 +343,11 @@ def build_dataset(
     return summary
 
 
-def _assemble(plan, results, parts: Path, tmp: Path, n_buckets: int, seed: int) -> DatasetSummary:
+def _assemble(
+    plan, results, parts: Path, tmp: Path, n_buckets: int, seed: int,
+    workers: int = 1, engine: str = "local", ray_address: str | None = None,
+) -> DatasetSummary:  # fmt: skip
+    """Phase 2 (each bucket sorted into a shard, in parallel like phase 1) and the metadata."""
     reconciliation: dict[str, RecordCounts] = {}
     descriptions = dict(plan.code_descriptions)
     quarantine_parts: list[str] = []
@@ -341,13 +359,10 @@ def _assemble(plan, results, parts: Path, tmp: Path, n_buckets: int, seed: int) 
         quarantine_parts += r.quarantine_parts
 
     (tmp / schema.DATA_DIR).mkdir()
+    buckets = [b for b in (sorted((parts / f"bucket={i}").glob("*.parquet")) for i in range(n_buckets)) if b]
+    merges = [(b, tmp / schema.DATA_DIR / f"{i}.parquet") for i, b in enumerate(buckets)]
     subject_frames, codes, rejected = [], set(), []
-    for bucket in range(n_buckets):
-        bucket_parts = sorted((parts / f"bucket={bucket}").glob("*.parquet"))
-        if not bucket_parts:
-            continue
-        shard_path = tmp / schema.DATA_DIR / f"{len(subject_frames)}.parquet"
-        per_subject, bad = _merge_bucket(bucket_parts, shard_path)
+    for (per_subject, bad), (_, shard_path) in zip(map_tasks(_merge_bucket, merges, workers, None, engine, ray_address), merges):
         subject_frames.append(per_subject)
         codes |= set(pq.read_table(shard_path, columns=[schema.CODE]).column(0).unique().to_pylist())
         if not bad.is_empty():
