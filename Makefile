@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO_OUT ?= demo-output
 
-.PHONY: install demo test bench clean
+.PHONY: install demo monitor-demo test bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,15 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/clinfm demo --out $(DEMO_OUT)
+
+# Silent-mode rehearsal on the de-identified demo data: replay 2012-2019 month by month, then the monitoring page
+monitor-demo: $(STAMP)
+	@test -d $(DEMO_OUT)/eunomia-deid || $(VENV)/bin/clinfm demo --out $(DEMO_OUT) --no-serve
+	CLINFM_HOME=$(DEMO_OUT)/clinfm-home $(VENV)/bin/clinfm monitor replay $(DEMO_OUT)/eunomia-deid \
+	  --task new_stroke --from 2012-01-01 --to 2019-12-31 --every 30d
+	CLINFM_HOME=$(DEMO_OUT)/clinfm-home $(VENV)/bin/clinfm monitor report \
+	  --model new_stroke-count_gbm@2012-01-01 --out $(DEMO_OUT)/monitoring.html
+	@echo "Monitoring page: $(DEMO_OUT)/monitoring.html"
 
 test: $(STAMP)
 	@bash scripts/install-system-test-deps.sh
