@@ -9,6 +9,7 @@ for its most frequent numeric codes. Scores: the reference deciles of the model'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,6 +34,13 @@ def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
     e = np.maximum(e / e.sum(), PSI_FLOOR)
     a = np.maximum(a / a.sum(), PSI_FLOOR)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def chance_psi(bins: int, n: int) -> float:
+    """PSI expected from sampling noise alone when ``n`` values fill ``bins`` bins with no shift at all:
+    about (bins - 1) / n (PSI behaves like a chi-square statistic over n). Small windows need this margin,
+    or 60 values in 10 deciles cross a 0.2 threshold by chance."""
+    return (bins - 1) / n if n > 0 else math.inf
 
 
 def quantile_edges(values: np.ndarray, bins: int) -> list[float]:

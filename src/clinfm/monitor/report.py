@@ -200,9 +200,11 @@ def _input_drift(
         return
     w.code_psi = D.code_psi(reference, c)
     w.unknown_share = c["unknown"] / c["n_events"]
-    if w.code_psi > rule.code_psi_max:
-        alerts.append(Alert("input_drift.codes", *_where(w), round(w.code_psi, 4), rule.code_psi_max,
-                            f"code frequencies shifted: PSI {w.code_psi:.3f} > {rule.code_psi_max}"))  # fmt: skip
+    code_limit = rule.code_psi_max + D.chance_psi(policy.reference.top_codes + 1, c["n_events"])
+    if w.code_psi > code_limit:
+        alerts.append(Alert("input_drift.codes", *_where(w), round(w.code_psi, 4), round(code_limit, 4),
+                            f"code frequencies shifted: PSI {w.code_psi:.3f} > {code_limit:.3f} "
+                            f"({rule.code_psi_max} + sampling margin for {c['n_events']} events)"))  # fmt: skip
     limit = reference["unknown_share"] + rule.unknown_share_increase_max
     if w.unknown_share > limit:
         alerts.append(Alert("input_drift.unknown_codes", *_where(w), round(w.unknown_share, 4), round(limit, 4),
@@ -211,9 +213,10 @@ def _input_drift(
     for code, (value, n) in D.lab_psi(reference, c).items():
         judged = n >= rule.min_lab_values and math.isfinite(value)
         w.lab_psi[code] = {"psi": _num(value) if judged else None, "n": n}
-        if judged and value > rule.lab_psi_max:
-            alerts.append(Alert("input_drift.lab", *_where(w), round(value, 4), rule.lab_psi_max,
-                                f"{code} values shifted: PSI {value:.3f} > {rule.lab_psi_max} ({n} values)", code))  # fmt: skip
+        lab_limit = rule.lab_psi_max + D.chance_psi(policy.reference.bins, n)
+        if judged and value > lab_limit:
+            alerts.append(Alert("input_drift.lab", *_where(w), round(value, 4), round(lab_limit, 4),
+                                f"{code} values shifted: PSI {value:.3f} > {lab_limit:.3f} ({n} values)", code))  # fmt: skip
 
 
 def _prediction_drift(
@@ -225,16 +228,19 @@ def _prediction_drift(
     if not reference.get("scores") or scores.size < rule.min_predictions:
         return
     w.score_psi = D.score_psi(reference, scores)
-    if w.score_psi > rule.score_psi_max:
-        alerts.append(Alert("prediction_drift", *_where(w), round(w.score_psi, 4), rule.score_psi_max,
-                            f"score distribution shifted: PSI {w.score_psi:.3f} > {rule.score_psi_max}"))  # fmt: skip
+    limit = rule.score_psi_max + D.chance_psi(policy.reference.bins, scores.size)
+    if w.score_psi > limit:
+        alerts.append(Alert("prediction_drift", *_where(w), round(w.score_psi, 4), round(limit, 4),
+                            f"score distribution shifted: PSI {w.score_psi:.3f} > {limit:.3f} ({scores.size} scores)"))  # fmt: skip
 
 
 def _performance_alerts(w: WindowReport, policy: MonitoringPolicy, alerts: list) -> None:
     p, rule = w.performance, policy.performance
     if p is None or not p.evaluated:
         return
-    if p.auroc is not None and p.auroc.value < rule.min_auroc:
+    # a window's AUROC alerts only when its whole 95% interval is below the bound: few outcomes cannot show decay
+    below = p.auroc is not None and (p.auroc.ci[1] if p.auroc.ci else p.auroc.value) < rule.min_auroc
+    if below:
         ci = f" (95% CI {p.auroc.ci[0]:.3f}-{p.auroc.ci[1]:.3f})" if p.auroc.ci else ""
         alerts.append(Alert("performance.auroc", *_where(w), round(p.auroc.value, 4), rule.min_auroc,
                             f"AUROC {p.auroc.value:.3f}{ci} < {rule.min_auroc} on {p.labels} outcomes"))  # fmt: skip
