@@ -23,23 +23,46 @@ Point = tuple[int, dt.datetime]
 
 @torch.no_grad()
 def embed_tokens(model, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Last-token and mean-pooled final hidden states of token sequences: two (N, C) float32 arrays."""
+    """Last-token and mean-pooled final hidden states of token sequences: two (N, C) float32 arrays.
+
+    A sequence that is a prefix of another is not run again: with causal attention its hidden states are the
+    longer sequence's first positions, so the state at its last token and the running mean are read from there
+    (a subject's successive prediction times usually share one forward pass)."""
     device = model.wte.weight.device
     C = model.config.n_embd
     last = np.zeros((len(sequences), C), dtype=np.float32)
     mean = np.zeros((len(sequences), C), dtype=np.float32)
-    order = np.argsort([len(s) for s in sequences], kind="stable")  # similar lengths share a batch
+    carriers, reads = _share_prefixes(sequences)
+    order = np.argsort([len(c) for c in carriers], kind="stable")  # similar lengths share a batch
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        lengths = torch.tensor([len(sequences[i]) for i in rows], device=device)
+        lengths = torch.tensor([len(carriers[i]) for i in rows], device=device)
         x = torch.full((len(rows), int(lengths.max())), pad_id, dtype=torch.long, device=device)
         for j, i in enumerate(rows):
-            x[j, : len(sequences[i])] = torch.tensor(list(sequences[i]), device=device)
+            x[j, : len(carriers[i])] = torch.tensor(list(carriers[i]), device=device)
         h = model.hidden_states(x).float()  # (B, T, C)
-        valid = (torch.arange(x.size(1), device=device)[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
-        last[rows] = h[torch.arange(len(rows), device=device), lengths - 1].cpu().numpy()
-        mean[rows] = ((h * valid).sum(1) / lengths[:, None]).cpu().numpy()
+        running = h.cumsum(1) / torch.arange(1, h.size(1) + 1, device=device)[None, :, None]  # (B, T, C) prefix means
+        for j, i in enumerate(rows):
+            for seq_index, n in reads[i]:
+                last[seq_index] = h[j, n - 1].cpu().numpy()
+                mean[seq_index] = running[j, n - 1].cpu().numpy()
     return last, mean
+
+
+def _share_prefixes(sequences: Sequence[Sequence[int]]) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """Group sequences under the longest sequence they are a prefix of: (carriers, per carrier the
+    (sequence index, length) pairs read from it). Only neighbours in sorted order are compared."""
+    order = sorted(range(len(sequences)), key=lambda i: list(sequences[i]), reverse=True)
+    carriers: list[list[int]] = []
+    reads: list[list[tuple[int, int]]] = []
+    for i in order:
+        seq = list(sequences[i])
+        if carriers and len(seq) <= len(carriers[-1]) and carriers[-1][: len(seq)] == seq and seq:
+            reads[-1].append((i, len(seq)))
+        else:
+            carriers.append(seq)
+            reads.append([(i, len(seq))])
+    return carriers, reads
 
 
 def embed(
