@@ -136,17 +136,26 @@ class FMProbe:
     ) -> None:
         self.run_dir, self.dataset_dir, self.seed, self.C = run_dir, Path(dataset_dir), seed, C
 
+    _cache: dict[tuple[str, str], dict[tuple[int, object], np.ndarray]] = {}
+    """Embeddings by (run, dataset) and point: folds, learning curves and test sets reuse them (they are a
+    deterministic function of the checkpoint and the history, so caching changes no number)."""
+
     def _embed(self, points: list[Point]) -> np.ndarray:
         if self.run_dir is None:
             raise ModelUnavailable("no FM run given (fm_run_dir is None)")
         embed = _fm_module("embed").embed
-        try:
-            frame = embed(self.run_dir, self.dataset_dir, points)
-        except FileNotFoundError as exc:
-            raise ModelUnavailable(str(exc)) from exc
-        if frame.height != len(points):
-            raise RuntimeError(f"embed returned {frame.height} rows for {len(points)} points")
-        return np.hstack([frame["last"].to_numpy(), frame["mean"].to_numpy()]).astype(np.float64)
+        cache = self._cache.setdefault((str(Path(self.run_dir).resolve()), str(self.dataset_dir.resolve())), {})
+        missing = list(dict.fromkeys(p for p in map(tuple, points) if p not in cache))
+        if missing:
+            try:
+                frame = embed(self.run_dir, self.dataset_dir, missing)
+            except FileNotFoundError as exc:
+                raise ModelUnavailable(str(exc)) from exc
+            if frame.height != len(missing):
+                raise RuntimeError(f"embed returned {frame.height} rows for {len(missing)} points")
+            vectors = np.hstack([frame["last"].to_numpy(), frame["mean"].to_numpy()]).astype(np.float64)
+            cache.update(zip(missing, vectors))
+        return np.stack([cache[tuple(p)] for p in points])
 
     def fit(self, points: list[Point], y: np.ndarray) -> FMProbe:
         E = self._embed(points)
