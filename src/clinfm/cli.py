@@ -903,7 +903,7 @@ def retrain(
 
 
 # --- the demo --------------------------------------------------------------------------------------------
-DEMO_TASK = "long_length_of_stay"
+DEMO_TASK = "new_stroke"  # Eunomia has no deaths and no long stays; stroke has ~90 positives
 
 
 @app.command()
@@ -999,9 +999,13 @@ def _demo_rollout(run_dir: Path, deid_dir: Path, sid: int) -> None:
     cut = times[len(times) // 2]
     descriptions = db.descriptions()
     events = sample_rollout(model, tokenizer, table, cut, max_new_tokens=40, seed=0)
-    console.print(f"A sampled future for subject {sid} after {cut:%Y-%m-%d} (simulated, not a prediction to act on):")
+    table = Table(title=f"A sampled future for subject {sid} after {cut:%Y-%m-%d} (simulated, not a prediction "
+                        "to act on)", title_justify="left", box=None)  # fmt: skip
+    for col in ("simulated date", "code", "description"):
+        table.add_column(col, overflow="fold")
     for when, code in events[:15]:
-        console.print(f"  {when:%Y-%m-%d}  {code:<28} {descriptions.get(code, '')}")
+        table.add_row(f"{when:%Y-%m-%d}", code, descriptions.get(code, ""))
+    console.print(table)
 
 
 def _demo_validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> dict | None:
@@ -1009,7 +1013,9 @@ def _demo_validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> di
 
     try:
         with _progress_bar("evaluate", "steps") as update:
-            run_evaluation(deid_dir, task, ["count_gbm", "count_lr", "fm_probe"], report, progress=update, fm_run_dir=run_dir)
+            # 5-fold subject-level CV: the 10% held-out split of 2,694 subjects holds too few positives
+            run_evaluation(deid_dir, task, ["count_gbm", "count_lr", "fm_probe"], report, progress=update,
+                           fm_run_dir=run_dir, split="cv")  # fmt: skip
     except (ValueError, LookupError) as exc:
         err.print(f"[yellow]validation skipped:[/yellow] {exc}")
         return None
