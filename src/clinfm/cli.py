@@ -1027,24 +1027,36 @@ def _demo_validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> di
     return data
 
 
+DEMO_POLICY = Path(__file__).resolve().parents[2] / "configs" / "demo-lifecycle-policy.yaml"
+
+
 def _demo_govern(run_dir: Path, deid_dir: Path, validation: dict | None) -> tuple[str, dict]:
-    from clinfm.govern import GateError, bootstrap_demo, promote
+    """Register, try the default gate (it may refuse, and says why), then rehearse silent mode under the
+    labelled demo-only policy: silent mode computes and logs predictions but shows clinicians nothing."""
+    from clinfm.govern import GateError, bootstrap_demo, promote, write_card
+    from clinfm.govern.demo import SCIENTIST
 
     boot = bootstrap_demo(run_dir, deid_dir, validation, primary_model="fm_probe")
-    console.print(f"Registered [bold]{boot['model']}[/bold] ({boot['model_version_id']}) in organization {boot['org']}: "
+    version, owner = boot["model_version_id"], boot["clinical_owner"]
+    console.print(f"Registered [bold]{boot['model']}[/bold] ({version}) in organization {boot['org']}: "
                   f"state [bold]{boot['state']}[/bold]")  # fmt: skip
     for failure in boot["gate_failures"]:
-        console.print(f"  [yellow]validated gate refused:[/yellow] {failure}")
-    if boot["state"] == "validated":
-        try:
-            v = promote(boot["model_version_id"], "silent", boot["clinical_owner"],
-                        "Demo: rehearse silent mode on de-identified demo data (no clinical use)")  # fmt: skip
-            console.print(f"Approved by the demo clinical owner [bold]{boot['clinical_owner']}[/bold]: state "
-                          f"[bold]{v.state}[/bold] (predictions are computed and logged; no CDS cards)")  # fmt: skip
-        except GateError as exc:
-            console.print(f"[yellow]silent gate refused:[/yellow] {exc}")
+        console.print(f"  [yellow]default policy refused 'validated':[/yellow] {failure}")
+    try:
+        if boot["state"] == "draft" and validation is not None:
+            promote(version, "validated", SCIENTIST, "Demo: rehearsal under configs/demo-lifecycle-policy.yaml "
+                    "(DEMO ONLY thresholds)", policy=DEMO_POLICY)  # fmt: skip
+            console.print("  [dim]validated under the DEMO-ONLY policy (configs/demo-lifecycle-policy.yaml) to "
+                          "rehearse silent mode; a real model must pass configs/lifecycle-policy.yaml[/dim]")  # fmt: skip
+        v = promote(version, "silent", owner, "Demo: rehearse silent mode on de-identified demo data (no clinical use)",
+                    policy=DEMO_POLICY)  # fmt: skip
+        console.print(f"Approved by the demo clinical owner [bold]{owner}[/bold]: state [bold]{v.state}[/bold] "
+                      "(predictions are computed and logged; no CDS cards)")  # fmt: skip
+    except GateError as exc:
+        console.print(f"[yellow]gate refused:[/yellow] {exc}")
+    card_paths = write_card(version, Path(boot["card_paths"]["html"]).parent)
     console.print(f"Demo API key (shown once): [bold]{boot['api_key']}[/bold]")
-    return boot["api_key"], boot["card_paths"]
+    return boot["api_key"], card_paths
 
 
 def _demo_serve(deid_dir: Path, run_dir: Path, secret_file: Path, key: str, port: int) -> None:
