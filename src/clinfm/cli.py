@@ -774,7 +774,7 @@ def retrain(
     console.print_json(data=decision.as_dict())
 
 
-# --- the demo --------------------------------------------------------------------------------------------
+# --- serving -------------------------------------------------------------------------------------------
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -830,76 +830,6 @@ def print_evaluation(report: Path) -> None:
         table.add_row(name, cell("auroc"), cell("auprc"), cell("brier"), cell("ece"))
     console.print(table)
     console.print(f"Report: [cyan]{report}[/cyan]  (JSON twin: {Path(report).with_suffix('.json')})")
-
-
-# --- monitoring and controlled change -------------------------------------------------------------------
-def _parse_time(value: str, name: str):
-    import datetime as dt
-
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError as exc:
-        err.print(f"[red]error:[/red] {name} {value!r} is not a date (expected YYYY-MM-DD or an ISO date-time)")
-        raise typer.Exit(2) from exc
-
-
-@monitor_app.command("replay")
-def monitor_replay(
-    path: Annotated[Path, typer.Argument(help="MEDS dataset to walk forward in time.")],
-    task: Annotated[str, typer.Option("--task", help="Task name or YAML path (its prediction times are scored).")],
-    start: Annotated[str, typer.Option("--from", help="First moment of the replay (YYYY-MM-DD).")],
-    end: Annotated[str, typer.Option("--to", help="Last moment of the replay (YYYY-MM-DD).")],
-    model: Annotated[str | None, typer.Option("--model", help="Registered model version (default: train a count model before --from).")] = None,
-    every: Annotated[str, typer.Option("--every", help="Step, e.g. 7d or 1d.")] = "7d",
-) -> None:
-    """Rehearse a silent deployment: only events before each moment are visible; outcomes are backfilled."""
-    from clinfm.monitor import replay
-
-    with _progress_bar("replay", "steps") as update:
-        try:
-            summary = replay(path, model, task, _parse_time(start, "--from"), _parse_time(end, "--to"), every,
-                             progress=update)  # fmt: skip
-        except (ValueError, LookupError, FileNotFoundError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
-    console.print_json(data=summary.as_dict())
-
-
-@monitor_app.command("report")
-def monitor_report_cmd(
-    model: Annotated[str, typer.Option("--model", help="Model version whose stored predictions to monitor.")],
-    out: Annotated[Path, typer.Option("--out", help="HTML page to write (JSON summary beside it).")] = Path("monitoring.html"),
-    attach: Annotated[bool, typer.Option("--attach", help="Attach the summary to the model version for the gates.")] = False,
-) -> None:
-    """Input drift (PSI of codes and labs, unknown codes), prediction drift and performance over time, with alerts."""
-    from clinfm.monitor import attach_summary, monitor_report
-
-    summary = monitor_report(model, out_html=out)
-    data = summary.as_json()
-    for alert in data.get("alerts", []):
-        console.print(f"[red]alert:[/red] {alert}")
-    console.print(f"{len(data.get('alerts', []))} alert(s) over {data.get('days')} days; page: [cyan]{out}[/cyan]")
-    if attach:
-        attach_summary(model, summary)
-        console.print(f"Attached the monitoring summary to {model}")
-
-
-@app.command()
-def retrain(
-    plan: Annotated[Path, typer.Option("--plan", help="Change-control plan (configs/change-plan.yaml).")],
-    path: Annotated[Path, typer.Argument(help="MEDS dataset with the newer data.")],
-    incumbent: Annotated[str, typer.Option("--incumbent", help="Model version in use.")],
-) -> None:
-    """Build a candidate under a predetermined change plan and compare it with the incumbent (paired bootstrap)."""
-    from clinfm.monitor import retrain as run_retrain
-
-    with _progress_bar("retrain", "steps") as update:
-        try:
-            decision = run_retrain(plan, path, incumbent, progress=update)
-        except (ValueError, LookupError, FileNotFoundError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
-    console.print_json(data=decision.as_dict())
 
 
 # --- the demo --------------------------------------------------------------------------------------------
