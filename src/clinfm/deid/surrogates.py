@@ -12,23 +12,12 @@ from functools import lru_cache
 
 from faker import Faker
 
-_FULL_MONTHS = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-]
+from clinfm.deid.recognizers.date import MONTHS
+
+
 _MONTH_NUMBER = (
-    {m.lower(): i + 1 for i, m in enumerate(_FULL_MONTHS)}
-    | {m[:3].lower(): i + 1 for i, m in enumerate(_FULL_MONTHS)}
+    {m.lower(): i + 1 for i, m in enumerate(MONTHS)}
+    | {m[:3].lower(): i + 1 for i, m in enumerate(MONTHS)}
     | {"sept": 9}
 )
 _MON = "(?:" + "|".join(sorted(_MONTH_NUMBER, key=len, reverse=True)) + ")"
@@ -72,8 +61,8 @@ def _same_case(template: str, value: str) -> str:
 def _month_name(template: str, month: int) -> str:
     """The month written like `template`: full or abbreviated ("Sept" stays four letters), same case."""
     word = template.rstrip(".")
-    full = _FULL_MONTHS[month - 1]
-    if word.lower() in {m.lower() for m in _FULL_MONTHS} and len(word) > 3:
+    full = MONTHS[month - 1]
+    if word.lower() in {m.lower() for m in MONTHS} and len(word) > 3:
         name = full  # "June"/"July" are full names of four letters
     elif word.lower() == "sept" and month == 9:
         name = "Sept"
