@@ -70,6 +70,8 @@ def test_wrong_tenant_cannot_see_dataset_sessions_or_models(client, governance, 
 
 def test_health_and_ready_need_no_key(client):
     assert client.get("/health").json()["status"] == "ok"
+    root = client.get("/", follow_redirects=False)  # the address `make demo` prints opens the web page
+    assert root.status_code == 307 and root.headers["location"] == "/web/"
     r = client.get("/ready")
     assert r.json()["parts"]["access"] == "ok" and r.json()["parts"]["store"] == "ok"
 

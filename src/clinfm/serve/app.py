@@ -202,6 +202,7 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
 
     for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web):
         app.include_router(module.router)
+    app.include_router(web.root)  # "/" opens the web page
     web.mount_static(app)
     web.install(app)
 

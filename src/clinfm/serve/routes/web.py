@@ -39,6 +39,13 @@ from clinfm.serve.security import Principal, ScopeNeed
 WEB = Path(__file__).resolve().parent.parent / "web"
 templates = Jinja2Templates(directory=str(WEB / "templates"))
 router = APIRouter(prefix="/web", include_in_schema=False)
+root = APIRouter(include_in_schema=False)
+
+
+@root.get("/")
+def home_redirect() -> RedirectResponse:
+    """The server's root opens the clinician web page."""
+    return RedirectResponse("/web/", status_code=307)
 COOKIE_MAX_AGE = 8 * 3600
 CHART_KINDS = ("visit", "diagnosis", "medication", "lab", "procedure")
 MAX_CHART_EVENTS = 3000
