@@ -889,7 +889,7 @@ def demo(
     console.print(f"Next: [bold]clinfm timeline {deid_dir} {sid}[/bold]   [bold]clinfm ddx[/bold]   "
                   f"[bold]clinfm registry list[/bold]   [bold]clinfm audit verify[/bold] (with CLINFM_HOME={os.environ['CLINFM_HOME']})")  # fmt: skip
     if serve_after:
-        _demo_serve(deid_dir, run_dir, secret_file, key, port)
+        _demo_serve(deid_dir, run_dir, secret_file, key, port, sid)
 
 
 def _demo_deid(raw: Path, deid_dir: Path, secret_file: Path) -> None:
@@ -989,7 +989,7 @@ def _demo_govern(run_dir: Path, deid_dir: Path, validation: dict | None) -> tupl
     return boot["api_key"], card_paths
 
 
-def _demo_serve(deid_dir: Path, run_dir: Path, secret_file: Path, key: str, port: int) -> None:
+def _demo_serve(deid_dir: Path, run_dir: Path, secret_file: Path, key: str, port: int, sid: int) -> None:
     from clinfm.serve import ServeSettings, run
 
     settings = ServeSettings(dataset_path=deid_dir, dataset_org="demo", model_run_dir=run_dir,
@@ -997,7 +997,7 @@ def _demo_serve(deid_dir: Path, run_dir: Path, secret_file: Path, key: str, port
     base = f"http://127.0.0.1:{port}"
     console.rule("[bold]7. Serving (Ctrl-C to stop)")
     console.print(f"Web page:  [cyan]{base}/[/cyan]  (log in with the API key)\nAPI docs:  [cyan]{base}/docs[/cyan]\n"
-                  f"API key:   [bold]{key}[/bold]\nTry:       curl -H 'Authorization: Bearer {key}' {base}/v1/models")  # fmt: skip
+                  f"API key:   [bold]{key}[/bold]\nA patient: [bold]{sid}[/bold] (pseudonymous id to type on the web page)\nTry:       curl -H 'Authorization: Bearer {key}' {base}/v1/models")  # fmt: skip
     run("127.0.0.1", port, settings)
 
 

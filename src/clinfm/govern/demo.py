@@ -18,7 +18,10 @@ from clinfm.govern.registry import attach_report, register_model
 DEMO_ORG = "demo"
 DEMO_MODEL = "clinfm-demo"
 OWNER, SCIENTIST, SERVICE = "demo-clinical-owner", "demo-data-scientist", "demo-api"
-DEMO_SCOPES = ("system/RiskAssessment.rs", "system/Model.r")
+DEMO_SCOPES = (  # everything the demo web page and API examples use
+    "system/RiskAssessment.rs", "system/Model.r", "system/Patient.r", "system/ClinicalImpression.cru",
+    "system/DetectedIssue.rs",
+)
 DEMO_FACTS = {
     "summary": "A demonstration clinical foundation model trained by `clinfm demo` on a small synthetic dataset.",
     "developer": "The ClinFM open-source project (a demonstration build, not a clinical product).",
