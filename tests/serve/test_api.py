@@ -344,3 +344,15 @@ def test_treatment_check(client, governance, subject_id):
     from_store = client.post("/v1/treatment/check", json={"medications": [{"name": "metformin"}], "subject_id": subject_id}, headers=h)
     assert from_store.status_code == 200
     assert_problem(client.post("/v1/treatment/check", json=body, headers=bearer(governance["keys"].narrow)), 403)
+
+
+def test_the_demo_key_may_use_every_route_the_demo_shows():
+    """`make demo` prints one key for the web page and the API examples: it must carry each route's scope."""
+    from clinfm.govern import scope_allows
+    from clinfm.govern.demo import DEMO_SCOPES
+    from clinfm.serve import deps
+    from clinfm.serve.security import Principal, allowed
+
+    demo = Principal(key_id="k", org="demo", actor="demo-api", scopes=frozenset(DEMO_SCOPES))
+    for name in ("MODELS_READ", "PREDICT", "DDX_CREATE", "DDX_UPDATE", "DDX_READ", "TREATMENT", "TIMELINE"):
+        assert allowed(demo, getattr(deps, name), scope_allows), name
