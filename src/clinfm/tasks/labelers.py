@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,17 +96,17 @@ def first_time(events: pl.DataFrame, codes: list[str], alias: str) -> pl.DataFra
     )
 
 
-class Labeler:
+class Labeler(ABC):
     """Base: build candidate prediction times, apply the task's exclusions, attach the label."""
 
     def __init__(self, task: TaskConfig) -> None:
         self.task = task
 
-    # subclasses return candidates: subject_id, prediction_time, boolean_value + optional helper columns
+    @abstractmethod
     def candidates(
         self, events: pl.DataFrame, outcome_codes: list[str]
     ) -> tuple[pl.DataFrame, dict[str, int]]:
-        raise NotImplementedError
+        """Candidates: subject_id, prediction_time, boolean_value (+ helper columns), and exclusion counts."""
 
     def label(self, events: pl.DataFrame, dataset_name: str = "dataset") -> LabelingResult:
         codes = sorted(events[CODE].unique().to_list())
