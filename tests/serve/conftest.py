@@ -61,14 +61,23 @@ class Keys:
     silent_org: str
 
 
-@pytest.fixture(scope="session")
-def governance(tmp_path_factory, eunomia_meds):
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def governance(request, tmp_path_factory, eunomia_meds):
+    """The governance store behind the API: every API test runs on SQLite and on PostgreSQL (a throwaway
+    server; those runs skip, saying why, where none can be started)."""
     from clinfm.govern import access as A
     from clinfm.govern.db import ApiKey, ModelVersionRecord, session_scope
     from clinfm.govern.registry import register_model
 
     home = tmp_path_factory.mktemp("govern")
     db = f"sqlite:///{home / 'registry.db'}"
+    if request.param == "postgresql":
+        import psycopg
+
+        server = request.getfixturevalue("postgres_url")
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE serve_tests")
+        db = server.rsplit("/", 1)[0] + "/serve_tests"
     for org in ("demo", "other", "quiet"):
         A.create_organization(org, actor="test", db=db)
         A.create_service_account(org, "svc", actor="test", db=db)
