@@ -35,6 +35,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/omop_ingest.py
 	$(PY) benchmarks/store_access.py
 	$(PY) benchmarks/fhir_ingest.py
+	$(PY) benchmarks/deid_structured.py
+	$(PY) benchmarks/validate_bootstrap.py
+	$(PY) benchmarks/ddx.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
