@@ -43,6 +43,8 @@ def test_draft_to_general_through_the_cli(tmp_path, monkeypatch):
     run_dir = save_scorer(train_scorer(dataset, load_task("long_length_of_stay"), before=dt.datetime(2020, 1, 1)),
                           tmp_path / "run")  # fmt: skip
 
+    unknown = runner.invoke(app, ["registry", "show", "mv_nope"])
+    assert unknown.exit_code == 2 and "no model version 'mv_nope'" in unknown.output
     ok(["access", "create-org", "local"])
     ok(["access", "create-user", "local", "sam", "--role", "data_scientist"])
     ok(["access", "create-user", "local", "olivia", "--role", "clinical_owner"])

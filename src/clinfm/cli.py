@@ -533,10 +533,14 @@ ActorOpt = Annotated[str, typer.Option("--actor", help="Who is acting (a registe
 OrgOpt = Annotated[str, typer.Option("--org", help="Organization (tenant).")]
 
 
+@contextmanager
 def _govern_errors():
-    from clinfm.govern import GateError
-
-    return (GateError, KeyError, LookupError, ValueError, PermissionError)
+    """Governance refusals and unknown ids end the command with their message and exit status 2."""
+    try:
+        yield
+    except (KeyError, LookupError, ValueError, PermissionError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 
 @registry_app.command("register")
@@ -550,11 +554,8 @@ def registry_register(
     """Register a model version with its artifact hashes and training-data fingerprint (state: draft)."""
     from clinfm.govern import register_model
 
-    try:
+    with _govern_errors():
         v = register_model(name, run_dir, dataset_dir, actor, org=org)
-    except _govern_errors() as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(f"Registered [bold]{v.name} v{v.version}[/bold] as [cyan]{v.id}[/cyan] (state {v.state})")
 
 
@@ -576,11 +577,8 @@ def registry_show(version_id: Annotated[str, typer.Argument(help="Model version 
     """One model version as JSON: hashes, dataset fingerprint, reports, lifecycle history."""
     from clinfm.govern import get_model
 
-    try:
+    with _govern_errors():
         print(get_model(version_id).model_dump_json(indent=2))
-    except _govern_errors() as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 @registry_app.command("attach")
@@ -594,11 +592,8 @@ def registry_attach(
     """Attach a validation or monitoring report (JSON) to a model version."""
     from clinfm.govern import attach_report
 
-    try:
+    with _govern_errors():
         attach_report(version_id, report, kind=kind, actor=actor, primary_model=primary_model)
-    except _govern_errors() as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(f"Attached {kind} report {report} to {version_id}")
 
 
@@ -612,14 +607,12 @@ def registry_promote(
     """Move a model version through the lifecycle; a refused gate says which condition failed."""
     from clinfm.govern import GateError, promote
 
-    try:
-        v = promote(version_id, to, actor, reason)
-    except GateError as exc:
-        err.print(f"[red]refused:[/red] {exc}")
-        raise typer.Exit(1) from exc
-    except _govern_errors() as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+    with _govern_errors():
+        try:
+            v = promote(version_id, to, actor, reason)
+        except GateError as exc:  # a refusal (exit 1) is not an error in the request (exit 2)
+            err.print(f"[red]refused:[/red] {exc}")
+            raise typer.Exit(1) from exc
     console.print(f"{v.name} v{v.version} is now [bold]{v.state}[/bold]")
 
 
@@ -631,11 +624,8 @@ def card(
     """Generate the model card (Markdown, HTML, JSON) from the registry, with the 31 HTI-1 source attributes."""
     from clinfm.govern import write_card
 
-    try:
+    with _govern_errors():
         paths = write_card(version_id, out / version_id)
-    except _govern_errors() as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     for fmt, path in paths.items():
         console.print(f"{fmt}: [cyan]{path}[/cyan]")
 
@@ -673,11 +663,8 @@ def access_create_user(
     """Create a user with roles in an organization."""
     from clinfm.govern import create_user
 
-    try:
+    with _govern_errors():
         create_user(org, username, role, actor=actor)
-    except _govern_errors() as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(f"User [bold]{username}[/bold] in {org} with roles {', '.join(role)}")
 
 
@@ -696,11 +683,8 @@ def access_create_key(
     from clinfm.govern import create_api_key
 
     expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days) if days else None
-    try:
+    with _govern_errors():
         issued = create_api_key(org, username, scope, actor=actor, rate_per_minute=rate, expires_at=expires)
-    except _govern_errors() as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(f"API key (shown once, store it now): [bold]{issued.key}[/bold]\nkey id: {issued.key_id}")
 
 
