@@ -24,15 +24,14 @@ from _common import write_result
 
 from clinfm import schema
 from clinfm.data.store import SubjectDatabase
+from clinfm.model.corpus import build_windows, split_ids
 from clinfm.model.train import (
     IGNORE_INDEX,
-    build_windows,
     evaluate,
     inputs_and_targets,
     load_checkpoint,
     no_loss_mask,
     pretrain,
-    split_ids,
 )
 
 REPO = Path(__file__).resolve().parents[1]

@@ -44,7 +44,7 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Folder to write the M
 WorkersOpt = Annotated[int, typer.Option("--workers", "-w", min=1, help="Worker processes, one task each.")]
 ShardsOpt = Annotated[int | None, typer.Option("--shards", min=1, help="Output shards (default: by input size).")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the train/tuning/held_out split.")]
-EngineOpt = Annotated[str, typer.Option("--engine", help="local (processes) or ray (pip install 'clinfm[ray]').")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="local (processes) or ray (pip install 'clinfm\\[ray]').")]
 RayAddressOpt = Annotated[str | None, typer.Option("--ray-address", help="Existing Ray cluster (default: start one).")]
 
 
@@ -358,14 +358,30 @@ def pretrain(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, tokenizer, config, metrics.")],
     config: Annotated[Path, typer.Option("--config", help="YAML config (configs/fm-small.yaml, fm-medium.yaml).")] = DEFAULT_FM_CONFIG,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
+    prepare_only: Annotated[bool, typer.Option("--prepare-only", help="Only fit the tokenizer and write the windows (then train with torchrun).")] = False,
+    workers: WorkersOpt = 1,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Pretrain the generative transformer on patient timelines (CPU by default, CUDA when present).
 
-    Several processes: torchrun --nproc_per_node N -m clinfm.model.train DATASET --config C --out RUN
+    Tokenization runs one task per shard on --workers processes or Ray; training then runs here. Several
+    GPUs or nodes: prepare here, then torchrun -m clinfm.model.train DATASET --config C --out RUN
     """
+    from clinfm.model.config import load_config
+    from clinfm.model.corpus import prepare_corpus
     from clinfm.model.train import pretrain as run_pretraining
 
-    result = _train_with_progress(lambda cb: run_pretraining(path, config, out, progress=cb, resume=resume))
+    if prepare_only:
+        with _progress_bar("tokenize", "shards") as update:
+            stats = prepare_corpus(path, load_config(config), out, workers=workers, engine=engine,
+                                   ray_address=ray_address, progress=update)  # fmt: skip
+        for split, s in stats.items():
+            console.print(f"{split}: {s['subjects']:,} subjects, {s['events']:,} events, vocabulary {s['vocab_size']:,}")
+        console.print(f"Windows in [cyan]{out / 'windows'}[/cyan]; train with the same --config and --out.")
+        return
+    result = _train_with_progress(lambda cb: run_pretraining(path, config, out, progress=cb, resume=resume, workers=workers,
+                                                             engine=engine, ray_address=ray_address))  # fmt: skip
     _print_training(result)
 
 
@@ -687,6 +703,97 @@ def access_create_key(
         issued = create_api_key(org, username, scope, actor=actor, rate_per_minute=rate, expires_at=expires)
     console.print(f"API key (shown once, store it now): [bold]{issued.key}[/bold]\nkey id: {issued.key_id}")
 
+
+
+# --- batch jobs over a whole dataset --------------------------------------------------------------------------
+def _cohort(points: Path | None, at: str | None, task: str | None, path: Path):
+    """--points, --at or --task: exactly one names the prediction points (a task may also define the risk)."""
+    from clinfm.batch import Cohort, task_cohort
+    from clinfm.tasks.config import load_task
+
+    if points is not None and at is not None:
+        err.print("[red]error:[/red] give --points or --at, not both")
+        raise typer.Exit(2)
+    if points is not None:
+        if not points.exists():
+            err.print(f"[red]error:[/red] points file {points} does not exist")
+            raise typer.Exit(2)
+        return Cohort(points_file=str(points))
+    if at is not None:
+        return Cohort(at=_parse_time(at, "--at"))
+    return task_cohort(load_task(task), path) if task is not None else None
+
+
+PointsOpt = Annotated[Path | None, typer.Option("--points", help="Parquet or CSV of subject_id, prediction_time.")]
+AtOpt = Annotated[str | None, typer.Option("--at", help="One prediction time for every subject with a record by then.")]
+
+
+@app.command()
+def embed(
+    run_dir: Annotated[Path, typer.Argument(help="Trained foundation-model run folder.")],
+    path: Annotated[Path, typer.Argument(help="MEDS dataset.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file: subject_id, prediction_time, n_tokens, last, mean.")],
+    task: Annotated[str | None, typer.Option("--task", help="Embed at this task's prediction times.")] = None,
+    points: PointsOpt = None,
+    at: AtOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    workers: WorkersOpt = 1,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+) -> None:
+    """Export patient embeddings (the model's hidden state of the history up to each prediction time)."""
+    from clinfm.batch import export_embeddings
+
+    with _batch_errors():
+        if sum(x is not None for x in (task, points, at)) != 1:
+            err.print("[red]error:[/red] say where to embed with one of --task, --points or --at")
+            raise typer.Exit(2)
+        cohort = _cohort(points, at, task, path)
+        with _progress_bar("embed", "shards") as update:
+            frame = export_embeddings(run_dir, path, cohort, out, batch_size=batch_size, workers=workers,
+                                      engine=engine, ray_address=ray_address, progress=update)  # fmt: skip
+    console.print(f"{frame.height:,} embeddings of {frame['subject_id'].n_unique():,} subjects in [cyan]{out}[/cyan]")
+
+
+@app.command()
+def score(
+    model: Annotated[str, typer.Argument(help="Registered version id, or a run folder (count model or foundation model).")],
+    path: Annotated[Path, typer.Argument(help="MEDS dataset.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Parquet file: subject_id, prediction_time, score.")],
+    task: Annotated[str | None, typer.Option("--task", help="Foundation model: the task whose outcome is the risk.")] = None,
+    points: PointsOpt = None,
+    at: AtOpt = None,
+    samples: Annotated[int, typer.Option(min=1, help="Foundation model: sampled futures per point.")] = 32,
+    seed: Annotated[int, typer.Option()] = 0,
+    workers: WorkersOpt = 1,
+    engine: EngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+) -> None:
+    """Score a whole dataset with a model (default points: the task's prediction times), shard by shard."""
+    from clinfm.batch import resolve_model, score_dataset
+    from clinfm.tasks.config import load_task
+
+    with _batch_errors():
+        ref = resolve_model(model)
+        cohort = _cohort(points, at, task if ref.kind == "fm" else None, path)
+        with _progress_bar("score", "shards") as update:
+            frame = score_dataset(ref, path, out, task=load_task(task) if task else None, cohort=cohort,
+                                  samples=samples, seed=seed, workers=workers, engine=engine,
+                                  ray_address=ray_address, progress=update)  # fmt: skip
+    mean = f", mean score {frame['score'].mean():.3f}" if frame.height else ""
+    console.print(f"{frame.height:,} scores of {frame['subject_id'].n_unique():,} subjects{mean} in [cyan]{out}[/cyan]")
+
+
+@contextmanager
+def _batch_errors():
+    from clinfm.batch import BatchError
+    from clinfm.data.dataset import IngestError
+
+    try:
+        yield
+    except (BatchError, IngestError, ValueError, LookupError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
 
 # --- monitoring and controlled change -------------------------------------------------------------------
 def _parse_time(value: str, name: str):

@@ -1,4 +1,4 @@
-"""Pretraining: the run folder, exact resume, DDP under torchrun, and loading without ClinFM's code."""
+"""Pretraining: the run folder, exact resume, DDP and FSDP under torchrun, loading without ClinFM's code."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import torch
 
 from clinfm.model.config import load_config
 from clinfm.model.train import load_checkpoint, pretrain
@@ -19,6 +20,22 @@ from .conftest import REPO, TINY_CONFIG
 def _cfg(**training):
     cfg = load_config(TINY_CONFIG)
     return cfg.model_copy(update={"training": cfg.training.model_copy(update=training)})
+
+
+def _torchrun(dataset, cfg, out, tmp_path, *args: str) -> tuple[list[float], str]:
+    """Train with 2 processes under torchrun (gloo on CPU); the per-step losses and rank 0's output."""
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(json.dumps(cfg.model_dump()))  # JSON is YAML
+    losses = tmp_path / "losses.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "clinfm.model.train", str(dataset), "--config", str(cfg_file), "--out", str(out),
+        "--losses-json", str(losses), *args,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return json.loads(losses.read_text()), proc.stdout
 
 
 def test_run_folder_and_metrics(tiny_run):
@@ -46,18 +63,8 @@ def test_resume_continues_with_the_same_losses(tiny_meds, tmp_path):
 def test_torchrun_ddp_matches_single_process(tiny_meds, tmp_path):
     cfg = _cfg(max_steps=6, eval_interval=100, checkpoint_interval=100)
     single = pretrain(tiny_meds, cfg, tmp_path / "single")
-    cfg_file = tmp_path / "cfg.yaml"
-    cfg_file.write_text(json.dumps(cfg.model_dump()))  # JSON is YAML
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "clinfm.model.train", str(tiny_meds), "--config", str(cfg_file), "--out", str(tmp_path / "ddp"),
-        "--losses-json", str(tmp_path / "losses.json"),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    ddp = json.loads((tmp_path / "losses.json").read_text())
-    assert '"world_size": 2' in proc.stdout
+    ddp, stdout = _torchrun(tiny_meds, cfg, tmp_path / "ddp", tmp_path)
+    assert '"world_size": 2' in stdout and '"parallel": "ddp"' in stdout
     np.testing.assert_allclose(ddp, single.losses, rtol=1e-4, atol=1e-4)
     assert (tmp_path / "ddp" / "model.safetensors").exists()
 
@@ -94,16 +101,58 @@ def test_torchrun_resumes_a_checkpoint_written_with_a_different_world_size(tiny_
     cfg = _cfg(max_steps=8, checkpoint_interval=4, eval_interval=100)
     full = pretrain(tiny_meds, cfg, tmp_path / "full")
     pretrain(tiny_meds, cfg, tmp_path / "run", stop_at_step=4)
-    cfg_file = tmp_path / "cfg.yaml"
-    cfg_file.write_text(json.dumps(cfg.model_dump()))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "clinfm.model.train", str(tiny_meds), "--config", str(cfg_file), "--out", str(tmp_path / "run"),
-        "--resume", "--losses-json", str(tmp_path / "losses.json"),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    resumed = json.loads((tmp_path / "losses.json").read_text())
+    resumed, _ = _torchrun(tiny_meds, cfg, tmp_path / "run", tmp_path, "--resume")
     assert len(resumed) == 8
     np.testing.assert_allclose(resumed, full.losses, rtol=1e-4, atol=1e-4)
+
+
+def test_torchrun_fsdp_matches_single_process(tiny_meds, tmp_path):
+    """Sharded over 2 processes, with gradient accumulation and an odd number of tuning windows (one
+    process runs a forward pass that does not count): the same losses, evaluation and weights as 1 process."""
+    cfg = _cfg(
+        max_steps=6, grad_accum_steps=2, eval_interval=3, eval_windows=5, checkpoint_interval=100, parallel="fsdp"
+    )
+    single = pretrain(tiny_meds, cfg, tmp_path / "single")
+    assert single.parallel == "single" and single.param_bytes_per_rank == single.param_bytes
+    fsdp, stdout = _torchrun(tiny_meds, cfg, tmp_path / "fsdp", tmp_path)
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["parallel"] == "fsdp" and summary["world_size"] == 2
+    assert summary["param_bytes"] == single.param_bytes
+    assert summary["param_bytes"] / 2 <= summary["param_bytes_per_rank"] < 0.55 * summary["param_bytes"]
+    np.testing.assert_allclose(fsdp, single.losses, rtol=1e-5, atol=0)
+    np.testing.assert_allclose(summary["tuning"]["loss"], single.tuning.loss, rtol=1e-5)
+    assert summary["tuning"]["tokens"] == single.tuning.tokens
+    sharded, _, _ = load_checkpoint(tmp_path / "fsdp")
+    whole, _, _ = load_checkpoint(tmp_path / "single")
+    assert sharded.lm_head.weight is sharded.wte.weight
+    for name, w in whole.state_dict().items():
+        torch.testing.assert_close(sharded.state_dict()[name], w, rtol=0, atol=1e-5)
+
+
+def test_fsdp_resumes_across_process_layouts(tiny_meds, tmp_path):
+    """1 process writes step 4, FSDP over 2 processes continues to step 6, 1 process finishes: the losses of
+    an uninterrupted run."""
+    cfg = _cfg(max_steps=8, checkpoint_interval=4, eval_interval=100, parallel="fsdp")
+    full = pretrain(tiny_meds, cfg, tmp_path / "full")
+    pretrain(tiny_meds, cfg, tmp_path / "run", stop_at_step=4)
+    sharded, _ = _torchrun(tiny_meds, cfg, tmp_path / "run", tmp_path, "--resume", "--stop-at-step", "6")
+    assert len(sharded) == 6
+    finished = pretrain(tiny_meds, cfg, tmp_path / "run", resume=True)
+    np.testing.assert_allclose(finished.losses, full.losses, rtol=1e-5, atol=0)
+
+
+def test_resume_reads_optimizer_state_saved_by_position(tiny_meds, tmp_path):
+    """train_state.pt files from before FSDP hold optimizer.state_dict() (parameters by position)."""
+    cfg = _cfg(max_steps=6, checkpoint_interval=3, eval_interval=100)
+    full = pretrain(tiny_meds, cfg, tmp_path / "full")
+    pretrain(tiny_meds, cfg, tmp_path / "run", stop_at_step=3)
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=False)
+    groups = state["optimizer"]["param_groups"]
+    position = {name: i for i, name in enumerate(n for g in groups for n in g["params"])}
+    state["optimizer"] = {
+        "state": {position[name]: s for name, s in state["optimizer"]["state"].items()},
+        "param_groups": [{**g, "params": [position[n] for n in g["params"]]} for g in groups],
+    }
+    torch.save(state, tmp_path / "run" / "train_state.pt")
+    resumed = pretrain(tiny_meds, cfg, tmp_path / "run", resume=True)
+    np.testing.assert_allclose(resumed.losses, full.losses, rtol=0, atol=1e-6)

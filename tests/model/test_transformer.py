@@ -49,8 +49,9 @@ def test_tied_embeddings_and_loss_ignores_padding():
 
 def test_overfits_a_tiny_dataset(tiny_meds):
     from clinfm.data.store import SubjectDatabase
+    from clinfm.model.corpus import build_windows
     from clinfm.model.tokenizer import ClinicalTokenizer
-    from clinfm.model.train import build_windows, inputs_and_targets, no_loss_mask
+    from clinfm.model.train import inputs_and_targets, no_loss_mask
 
     db = SubjectDatabase(tiny_meds)
     tok = ClinicalTokenizer(min_count=1, n_value_bins=4).fit(db)

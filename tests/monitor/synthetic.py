@@ -24,7 +24,7 @@ CREATININE, RISK, ROUTINE = "LOINC//2160-0", "SNOMED//RISK", "SNOMED//ROUTINE"
 BACKGROUND = [f"SNOMED//B{i:02d}" for i in range(25)]
 
 
-def clinic(path: Path, n: int = 1200, seed: int = 0) -> Path:
+def clinic(path: Path, n: int = 1200, seed: int = 0, shards: int = 1) -> Path:
     rng = np.random.default_rng(seed)
     rows: list[tuple] = []
     for sid in range(1, n + 1):
@@ -45,7 +45,7 @@ def clinic(path: Path, n: int = 1200, seed: int = 0) -> Path:
                 rows.append((sid, admit + dt.timedelta(hours=int(rng.integers(4, 20))), str(code)))
     ids = range(1, n + 1)
     splits = {s: "held_out" if s % 5 == 0 else "tuning" if s % 5 == 1 else "train" for s in ids}
-    return write_dataset(path, rows, splits, name="clinic")
+    return write_dataset(path, rows, splits, name="clinic", shards=shards)
 
 
 def inject_drift(

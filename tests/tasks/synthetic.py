@@ -16,9 +16,10 @@ T0 = dt.datetime(2010, 1, 1)
 
 
 def write_dataset(
-    path: Path, rows: list[tuple], splits: dict[int, str] | None = None, name: str = "synthetic"
+    path: Path, rows: list[tuple], splits: dict[int, str] | None = None, name: str = "synthetic", shards: int = 1
 ) -> Path:
-    """rows: (subject_id, time | None, code, numeric_value | None); sorted and written as one shard."""
+    """rows: (subject_id, time | None, code, numeric_value | None); sorted and written as ``shards`` shards
+    (subject_id modulo ``shards``, as ingest buckets them)."""
     rows = sorted(rows, key=lambda r: (r[0], r[1] is not None, r[1] or T0, r[2]))
     (path / "data").mkdir(parents=True, exist_ok=True)
     (path / "metadata").mkdir(parents=True, exist_ok=True)
@@ -30,7 +31,9 @@ def write_dataset(
             schema.NUMERIC_VALUE: [r[3] if len(r) > 3 else None for r in rows],
         }
     )
-    pq.write_table(table, path / "data" / "0.parquet")
+    bucket = table.column(schema.SUBJECT_ID).to_numpy() % shards
+    for i in range(shards):
+        pq.write_table(table.filter(pa.array(bucket == i)), path / "data" / f"{i}.parquet")
     ids = sorted({r[0] for r in rows})
     splits = splits or {
         s: ("held_out" if i % 3 == 0 else "tuning" if i % 7 == 1 else "train") for i, s in enumerate(ids)

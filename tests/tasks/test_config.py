@@ -40,6 +40,17 @@ def test_shipped_tasks_load_and_document_their_windows():
     assert load_task("readmission_30d").outcome_window.end == dt.timedelta(days=30)
 
 
+def test_a_task_written_as_json_reads_back_unchanged(tmp_path):
+    """pydantic writes durations as ISO 8601 ("P30D"); a task saved with a model must load again as it was."""
+    from clinfm.tasks.config import TaskConfig
+
+    for name in available_tasks():
+        task = load_task(name)
+        assert TaskConfig.model_validate_json(task.model_dump_json()) == task, name
+    path = _write(tmp_path, outcome_window={"start": "PT0S", "end": "P30DT12H"})
+    assert load_task(path).outcome_window.end == dt.timedelta(days=30, hours=12)
+
+
 def _write(tmp_path, **changes):
     raw = yaml.safe_load((TASKS_DIR / "readmission_30d.yaml").read_text())
     for key, value in changes.items():

@@ -72,6 +72,10 @@ class SubjectDatabase(Mapping[int, Subject]):
             raise KeyError(f"subject {subject_id!r} is not in {self.path}")
         return self._tables[self._shard[pos]].slice(int(self._offset[pos]), int(self._length[pos]))
 
+    def shards(self) -> list[tuple[Path, list[int]]]:
+        """(parquet file, subject ids) per shard, in shard order: the unit of work of jobs over a dataset."""
+        return [(path, self._ids[self._shard == i].tolist()) for i, path in enumerate(self._shards)]
+
     def splits(self) -> dict[int, str]:
         """subject_id -> split (train / tuning / held_out)."""
         path = self.path / schema.SPLITS_FILE

@@ -67,6 +67,11 @@ class TrainingSection(_Section):
         "auto", description="autocast dtype on GPU (auto: bf16 where supported, else fp16); CPU is always fp32"
     )
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="under torchrun: ddp keeps a whole model in every process; fsdp shards parameters, gradients "
+        "and optimizer state over the processes, for models that do not fit one GPU",
+    )
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads; None leaves torch's default")
 
 

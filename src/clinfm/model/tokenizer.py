@@ -371,23 +371,30 @@ class ClinicalTokenizer:
     # --- statistics -----------------------------------------------------------------------------------
     def describe(self, db, subject_ids: Iterable[int]) -> TokenizerStats:
         """Vocabulary size, UNK and roll-up shares, and tokens per subject over ``subject_ids``."""
+        return self.summarize([self.count(db.table(sid)) for sid in subject_ids])
+
+    def count(self, subject: Subject | pa.Table) -> tuple[int, int, int, int]:
+        """(timed events, events that became UNK, events rolled up to a parent, tokens) of one record."""
         self._check_fitted()
-        lengths, events, unk, rolled = [], 0, 0, 0
-        for sid in subject_ids:
-            table = db.table(sid)
-            timed = zip(table.column(schema.CODE).to_pylist(), table.column(schema.TIME).is_valid().to_pylist())
-            codes = [c for c, t in timed if t and c != schema.BIRTH]  # birth is the age band, not a token
-            for c in codes:
-                tid = self.code_id(c)
-                unk += tid == self.unk_id
-                rolled += tid != self.unk_id and self.vocab_[tid] != c
-            events += len(codes)
-            lengths.append(len(self.transform(table)))
-        arr = np.asarray(lengths or [0])
+        _, times, codes, _ = _columns(subject)
+        timed = [c for c, t in zip(codes, times) if t is not None and c != schema.BIRTH]  # birth is the age band
+        unk = rolled = 0
+        for c in timed:
+            tid = self.code_id(c)
+            unk += tid == self.unk_id
+            rolled += tid != self.unk_id and self.vocab_[tid] != c
+        return len(timed), unk, rolled, len(self.transform(subject))
+
+    def summarize(self, counts: Sequence[tuple[int, int, int, int]]) -> TokenizerStats:
+        """:class:`TokenizerStats` from per-subject :meth:`count` tuples (gathered anywhere, in any order)."""
+        arr = np.asarray(counts, dtype=np.int64).reshape(-1, 4)
+        events, unk, rolled = (int(v) for v in arr[:, :3].sum(0))
+        lengths = arr[:, 3] if len(arr) else np.zeros(1)
         return TokenizerStats(
-            vocab_size=self.vocab_size, subjects=len(lengths), events=events,
+            vocab_size=self.vocab_size, subjects=len(arr), events=events,
             unk_share=unk / max(events, 1), parent_share=rolled / max(events, 1),
-            tokens_mean=float(arr.mean()), tokens_median=float(np.median(arr)), tokens_p95=float(np.percentile(arr, 95)),
+            tokens_mean=float(lengths.mean()), tokens_median=float(np.median(lengths)),
+            tokens_p95=float(np.percentile(lengths, 95)),
         )  # fmt: skip
 
     # --- persistence ----------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ A run folder holds everything needed to use or continue the model:
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import json
 import math
@@ -34,9 +33,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from clinfm import schema
 from clinfm.model.config import FMConfig, load_config, save_config
-from clinfm.model.tokenizer import ClinicalTokenizer, TokenizerStats
+from clinfm.model.corpus import is_prepared, prepare_corpus
+from clinfm.model.tokenizer import ClinicalTokenizer
 from clinfm.model.transformer import GPT, IGNORE_INDEX, load_pretrained, save_pretrained
 
 TOP_K = (1, 5, 10)
@@ -80,6 +79,9 @@ class TrainResult:
     tokens_per_s: float  # training steps only (no evaluation or checkpoint time)
     wall_s: float
     world_size: int
+    parallel: str  # "single", "ddp" or "fsdp": how the model was spread over the processes
+    param_bytes: int  # the whole model's parameters
+    param_bytes_per_rank: int  # the parameters one process holds: all of them, or its shards under fsdp
     losses: list[float]
     tokenizer_stats: dict
 
@@ -129,6 +131,30 @@ def _pick_device(cfg: FMConfig, d: _Dist) -> torch.device:
     return torch.device("cpu")
 
 
+def _shard(model: GPT, device: torch.device, world: int) -> None:
+    """FSDP2 over all processes: each block, then the root (embedding with its tied lm_head, final norm).
+
+    Parameters become DTensor shards, each group moved to ``device`` as it is sharded, so no process ever
+    holds the whole model there; a group is gathered only for its own forward and backward.
+    """
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (world,))
+    for block in model.blocks:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+def _param_bytes(model: GPT) -> tuple[int, int]:
+    """Bytes of the whole model's parameters, and of the part this process holds (its shards under FSDP)."""
+    from torch.distributed.tensor import DTensor
+
+    params = list(model.parameters())  # a tied weight once
+    local = [p.to_local() if isinstance(p, DTensor) else p for p in params]
+    return sum(p.numel() * p.element_size() for p in params), sum(p.numel() * p.element_size() for p in local)
+
+
 def _autocast(cfg: FMConfig, device: torch.device):
     """bf16/fp16 autocast on GPU only; on CPU training stays fp32."""
     if device.type != "cuda" or cfg.training.amp_dtype == "float32":
@@ -141,39 +167,6 @@ def _autocast(cfg: FMConfig, device: torch.device):
 
 
 # --- data ----------------------------------------------------------------------------------------------
-def split_ids(db, split: str) -> list[int]:
-    return sorted(s for s, sp in db.splits().items() if sp == split and s in db)
-
-
-def build_windows(db, tokenizer: ClinicalTokenizer, subject_ids: list[int], length: int) -> np.ndarray:
-    """Tokenize subjects and pack their windows into rows of ``length`` tokens (int32, PAD-filled).
-
-    Records longer than a row are split into windows, each with its own prefix. Windows are then packed
-    best-fit-decreasing, so short records share a row instead of padding it; a window is never split.
-    """
-    windows = []
-    for sid in subject_ids:
-        windows.extend(tokenizer.windows(tokenizer.encode(db.table(sid)), length))
-    rows: list[list[list[int]]] = []
-    free: list[tuple[int, int]] = []  # (room left, row), sorted
-    for w in sorted(windows, key=len, reverse=True):
-        i = bisect.bisect_left(free, (len(w), -1))
-        if i == len(free):
-            rows.append([w])
-            room, row = length - len(w), len(rows) - 1
-        else:
-            room, row = free.pop(i)
-            rows[row].append(w)
-            room -= len(w)
-        if room >= 4:  # room for at least a prefix and one token
-            bisect.insort(free, (room, row))
-    out = np.full((len(rows), length), tokenizer.pad_id, dtype=np.int32)
-    for i, parts in enumerate(rows):
-        flat = [t for w in parts for t in w]
-        out[i, : len(flat)] = flat
-    return out
-
-
 def no_loss_mask(tokenizer: ClinicalTokenizer) -> torch.Tensor:
     """Token ids that are never targets: PAD, BOS (a window start) and the static prefix (sex, age)."""
     kinds = tokenizer.token_kinds()
@@ -223,7 +216,11 @@ def evaluate(
     d: _Dist | None = None,
     autocast=contextlib.nullcontext,
 ) -> EvalMetrics:
-    """Loss, perplexity and top-k next-code accuracy of ``model`` over ``windows`` (rows of T+1 tokens)."""
+    """Loss, perplexity and top-k next-code accuracy of ``model`` over ``windows`` (rows of T+1 tokens).
+
+    Every process calls this with the same ``windows`` and scores its share; all run the same number of
+    forward passes, since under FSDP each one gathers parameters from every process.
+    """
     d = d or _Dist()
     was_training = model.training
     model.eval()
@@ -232,11 +229,15 @@ def evaluate(
     loss_sum, n, n_code = 0.0, 0, 0
     hits = {k: 0 for k in TOP_K}
     mine = np.arange(d.rank, len(windows), d.world)
-    for i in range(0, len(mine), batch_size):
-        x, y = inputs_and_targets(windows[mine[i : i + batch_size]], no_loss)
+    most = math.ceil(len(windows) / d.world)  # the largest share
+    for i in range(0, most, batch_size):
+        rows = mine[i : i + batch_size]
+        x, y = inputs_and_targets(windows[rows if len(rows) else [0]], no_loss)
         x, y = x.to(device), y.to(device)
         with autocast():
             logits, loss = model(x, y, reduction="sum")
+        if not len(rows):  # this share is used up: the forward pass above only kept in step with the others
+            continue
         loss_sum += float(loss)
         valid = y != IGNORE_INDEX
         n += int(valid.sum())
@@ -263,15 +264,41 @@ def _replace(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
-def save_checkpoint(run_dir: Path, model: GPT, optimizer, scaler, step: int, max_steps: int, history: list, cfg: FMConfig) -> None:
-    """Weights (safetensors) + JSON config, and the training state in a separate ``train_state.pt``."""
+def save_checkpoint(
+    run_dir: Path, model: GPT, optimizer, scaler, step: int, max_steps: int, history: list, cfg: FMConfig,
+    main: bool = True,
+) -> None:  # fmt: skip
+    """Weights (safetensors) + JSON config, and the training state in a separate ``train_state.pt``.
+
+    Every process calls this (gathering FSDP shards is collective); only ``main`` writes. Weights and
+    optimizer state are stored whole, the optimizer's keyed by parameter name, so any process layout
+    (single, DDP, FSDP over any number of processes) can resume from them.
+    """
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    whole = StateDictOptions(full_state_dict=True, cpu_offload=True)  # on the CPU of the main process only
+    weights = get_model_state_dict(model, options=whole)
+    optimizer_state = get_optimizer_state_dict(model, optimizer, options=whole)
+    if not main:
+        return
+    with torch.device("meta"):
+        unsharded = GPT(model.config)
+    # Copies, as gathered weights can be views of one buffer (safetensors refuses those); then tie lm_head to
+    # wte again, since assign set the tied weight twice.
+    unsharded.load_state_dict({name: w.clone() for name, w in weights.items()}, assign=True)
+    unsharded.lm_head.weight = unsharded.wte.weight
     tmp = run_dir / ".ckpt-tmp"
     tmp.mkdir(exist_ok=True)
-    save_pretrained(model, tmp, extra={"step": step, "max_steps": max_steps, "name": cfg.name, "tokenizer": "tokenizer.json"})
+    extra = {"step": step, "max_steps": max_steps, "name": cfg.name, "tokenizer": "tokenizer.json"}
+    save_pretrained(unsharded, tmp, extra=extra)
     state = {
         "step": step,
         "max_steps": max_steps,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scaler": scaler.state_dict() if scaler is not None else None,
         "schedule": {"step": step, "lr": lr_at(step, cfg, max_steps)},
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
@@ -283,6 +310,22 @@ def save_checkpoint(run_dir: Path, model: GPT, optimizer, scaler, step: int, max
     tmp.rmdir()
     with open(run_dir / "metrics.jsonl", "w") as f:
         f.writelines(json.dumps(h) + "\n" for h in history)
+
+
+def _load_optimizer_state(model: GPT, optimizer, saved: dict) -> None:
+    """Load whole, name-keyed optimizer state into this process's optimizer (its shards under FSDP).
+
+    Older train_state.pt files hold ``optimizer.state_dict()``, keyed by position; positions follow
+    ``configure_optimizer``'s parameter order in any layout, so they are renamed first.
+    """
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+    if any(isinstance(i, int) for group in saved["param_groups"] for i in group["params"]):
+        names = {id(p): name for name, p in model.named_parameters()}
+        name_at = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
+        groups = [{**g, "params": [name_at[i] for i in g["params"]]} for g in saved["param_groups"]]
+        saved = {"state": {name_at[i]: s for i, s in saved["state"].items()}, "param_groups": groups}
+    set_optimizer_state_dict(model, optimizer, saved, options=StateDictOptions(full_state_dict=True))
 
 
 def load_checkpoint(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, ClinicalTokenizer, FMConfig]:
@@ -297,30 +340,14 @@ def load_checkpoint(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Clin
 
 
 # --- the training loop ---------------------------------------------------------------------------------
-def _prepare(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool) -> dict:
-    """Fit the tokenizer and write the window files (rank 0 only); returns tokenizer statistics."""
-    from clinfm.data.store import SubjectDatabase
-
+def _corpus(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool, workers: int, engine: str, ray_address: str | None) -> dict:
+    """The run's tokenizer and windows, reused when resuming or already prepared for this dataset and config
+    (``clinfm pretrain --prepare-only``); returns the tokenizer statistics."""
     stats_file = run_dir / "tokenizer_stats.json"
-    windows = run_dir / "windows"
-    if resume and (run_dir / "tokenizer.json").exists() and (windows / "train.npy").exists():
+    have = (run_dir / "tokenizer.json").exists() and (run_dir / "windows" / "train.npy").exists()
+    if have and (resume or is_prepared(dataset_dir, cfg, run_dir)):
         return json.loads(stats_file.read_text()) if stats_file.exists() else {}
-    db = SubjectDatabase(dataset_dir)
-    train_ids, tuning_ids = split_ids(db, schema.TRAIN), split_ids(db, schema.TUNING)
-    if not train_ids:
-        raise ValueError(f"{dataset_dir} has no subjects in the train split (metadata/subject_splits.parquet)")
-    tc = cfg.tokenizer
-    tok = ClinicalTokenizer(tc.min_count, tc.n_value_bins, tc.age_band_years).fit(db, train_ids)
-    tok.save(run_dir / "tokenizer.json")
-    windows.mkdir(parents=True, exist_ok=True)
-    length = cfg.model.block_size + 1
-    for name, ids in (("train", train_ids), ("tuning", tuning_ids)):
-        np.save(windows / f"{name}.npy", build_windows(db, tok, ids, length))
-    stats: dict[str, TokenizerStats | dict] = {"train": asdict(tok.describe(db, train_ids))}
-    if tuning_ids:
-        stats["tuning"] = asdict(tok.describe(db, tuning_ids))
-    stats_file.write_text(json.dumps(stats, indent=2))
-    return stats
+    return prepare_corpus(dataset_dir, cfg, run_dir, workers=workers, engine=engine, ray_address=ray_address)
 
 
 def pretrain(
@@ -330,12 +357,17 @@ def pretrain(
     progress: ProgressFn | None = None,
     resume: bool = False,
     stop_at_step: int | None = None,
+    workers: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> TrainResult:
     """Pretrain a model on the train split of a MEDS dataset and write a run folder to ``out_dir``.
 
     ``resume`` continues from ``out_dir``'s last checkpoint with the same batches, schedule and losses as
     an uninterrupted run. ``stop_at_step`` ends early (after checkpointing), as an interruption would.
-    Under torchrun each process calls this; only rank 0 writes files and reports progress.
+    Under torchrun each process calls this; only rank 0 writes files and reports progress. Tokenization
+    runs first, on ``workers`` processes or Ray (``engine``), unless the run folder already holds windows
+    prepared for this dataset and config (:func:`clinfm.model.corpus.prepare_corpus`).
     """
     cfg = load_config(config)
     t = cfg.training
@@ -351,7 +383,7 @@ def pretrain(
 
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        stats = _prepare(dataset_dir, cfg, run_dir, resume)
+        stats = _corpus(dataset_dir, cfg, run_dir, resume, workers, engine, ray_address)
         if not resume:
             save_config(cfg, run_dir / "fm-config.yaml")
     d.barrier()
@@ -371,17 +403,24 @@ def pretrain(
         )
     max_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_w) / t.batch_size))
 
+    fsdp = t.parallel == "fsdp" and d.world > 1
+    parallel = "fsdp" if fsdp else "ddp" if d.world > 1 else "single"
     torch.manual_seed(t.seed)  # the same initial weights in every process
-    model = GPT(cfg.model.gpt_config(tok.vocab_size)).to(device)
+    home = torch.device("cpu") if fsdp else device  # under FSDP only shards reach the device
+    model = GPT(cfg.model.gpt_config(tok.vocab_size)).to(home)
+    if resume:
+        from safetensors.torch import load_model
+
+        load_model(model, str(run_dir / "model.safetensors"), device=str(home))
+    if fsdp:
+        _shard(model, device, d.world)
+    # Built after sharding, so that it holds the shards and not the whole parameters they replaced.
     optimizer = model.configure_optimizer(t.lr, t.weight_decay, (t.beta1, t.beta2), fused=device.type == "cuda")
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     start_step, history = 0, []
     if resume:
-        from safetensors.torch import load_model
-
-        load_model(model, str(run_dir / "model.safetensors"), device=str(device))
-        state = torch.load(run_dir / "train_state.pt", map_location=device, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
+        state = torch.load(run_dir / "train_state.pt", map_location="cpu", weights_only=False)
+        _load_optimizer_state(model, optimizer, state["optimizer"])
         if scaler is not None and state["scaler"]:
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
@@ -391,7 +430,7 @@ def pretrain(
     train_model = model
     if t.compile:
         train_model = torch.compile(model)
-    if d.world > 1:
+    if parallel == "ddp":
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         train_model = DDP(train_model, device_ids=[d.local_rank] if device.type == "cuda" else None)
@@ -417,8 +456,11 @@ def pretrain(
         loss_sum = 0.0
         for i, (x, y) in enumerate(micro):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            sync = i == len(micro) - 1 or d.world == 1
-            ctx = contextlib.nullcontext() if sync else train_model.no_sync()
+            # Gradients are all-reduced (DDP) or reduce-scattered (FSDP) after the last micro-batch only.
+            last = i == len(micro) - 1
+            if fsdp:
+                model.set_requires_gradient_sync(last)
+            ctx = train_model.no_sync() if parallel == "ddp" and not last else contextlib.nullcontext()
             with ctx, autocast():
                 _, loss = train_model(x, y, reduction="sum")
             loss_sum += loss.item()
@@ -449,18 +491,20 @@ def pretrain(
             tps = (done - start_step) * tokens_per_step / max(train_time, 1e-9)
             progress(TrainProgress(done, max_steps, last_loss, lr, tps, time.perf_counter() - wall0, evaluation))
         stop = stop_at_step is not None and done >= stop_at_step
-        if d.main and (done % t.checkpoint_interval == 0 or done == max_steps or stop):
-            save_checkpoint(run_dir, model, optimizer, scaler, done, max_steps, history, cfg)
+        if done % t.checkpoint_interval == 0 or done == max_steps or stop:
+            save_checkpoint(run_dir, model, optimizer, scaler, done, max_steps, history, cfg, main=d.main)
         if stop:
             break
     d.barrier()
     steps_run = max(step + 1 - start_step, 0) if max_steps > start_step else 0
+    param_bytes, param_bytes_per_rank = _param_bytes(model)
     return TrainResult(
         run_dir=run_dir, steps=len(losses), max_steps=max_steps, n_params=model.num_params(),
         vocab_size=tok.vocab_size, train_windows=len(train_w), train_tokens_seen=len(losses) * tokens_per_step,
         final_train_loss=last_loss, tuning=last_eval,
         tokens_per_s=steps_run * tokens_per_step / max(train_time, 1e-9), wall_s=time.perf_counter() - wall0,
-        world_size=d.world, losses=losses, tokenizer_stats=stats,
+        world_size=d.world, parallel=parallel, param_bytes=param_bytes, param_bytes_per_rank=param_bytes_per_rank,
+        losses=losses, tokenizer_stats=stats,
     )  # fmt: skip
 
 

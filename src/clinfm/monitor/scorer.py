@@ -174,24 +174,6 @@ def _seconds(td: dt.timedelta | None) -> float | None:
     return None if td is None else td.total_seconds()
 
 
-def task_json(task: TaskConfig) -> dict[str, Any]:
-    """The task as JSON that reads back: durations as seconds (the task parser reads numbers as seconds, not the
-    ISO 8601 strings pydantic writes for a ``timedelta``)."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dt.timedelta):
-            return value.total_seconds()
-        if isinstance(value, dt.datetime):
-            return value.isoformat()
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list | tuple):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(task.model_dump())
-
-
 def save_scorer(scorer: CountScorer, run_dir: str | Path) -> Path:
     """Write the scorer's run folder (text files only); returns it."""
     run = Path(run_dir)
@@ -208,7 +190,7 @@ def save_scorer(scorer: CountScorer, run_dir: str | Path) -> Path:
     )
     (run / "reference.json").write_text(json.dumps(scorer.reference))
     (run / "training_config.json").write_text(json.dumps({
-        "name": scorer.name, "task_config": task_json(scorer.task), **scorer.training,
+        "name": scorer.name, "task_config": scorer.task.model_dump(mode="json"), **scorer.training,
     }, indent=1))  # fmt: skip
     return run
 

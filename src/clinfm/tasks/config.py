@@ -13,22 +13,37 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 
 TASKS_DIR = Path(__file__).resolve().parents[3] / "configs" / "tasks"
 """Where named tasks live (``clinfm evaluate DATASET in_hospital_mortality`` reads ``TASKS_DIR/<name>.yaml``)."""
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|min|h|d|w|y)\s*$")
+_ISO_DURATION = TypeAdapter(dt.timedelta)
 _UNIT_SECONDS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365.25 * 86400}
 
 
 def parse_duration(value: object) -> object:
-    """``"24h"``, ``"30d"``, ``"-365d"``, ``"1y"`` (365.25 days) or a number of seconds -> ``timedelta``."""
+    """``"24h"``, ``"30d"``, ``"-365d"``, ``"1y"`` (365.25 days), an ISO 8601 duration (``"P30D"``, what a
+    task written as JSON holds) or a number of seconds -> ``timedelta``."""
     if isinstance(value, str):
         m = _DURATION.match(value)
-        if not m:
-            raise ValueError(f"duration {value!r} is not '<number><s|min|h|d|w|y>' such as '24h' or '30d'")
-        return dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+        if m:
+            return dt.timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+        try:
+            if value.lstrip("-").startswith("P"):
+                return _ISO_DURATION.validate_python(value)
+        except ValidationError:
+            pass
+        raise ValueError(f"duration {value!r} is not '<number><s|min|h|d|w|y>' such as '24h' or '30d'")
     if isinstance(value, int | float) and not isinstance(value, bool):
         return dt.timedelta(seconds=value)
     return value

@@ -108,9 +108,14 @@ class Labeler(ABC):
     ) -> tuple[pl.DataFrame, dict[str, int]]:
         """Candidates: subject_id, prediction_time, boolean_value (+ helper columns), and exclusion counts."""
 
-    def label(self, events: pl.DataFrame, dataset_name: str = "dataset") -> LabelingResult:
-        codes = sorted(events[CODE].unique().to_list())
-        outcome_codes = check_codes(self.task, codes, dataset_name) if self.task.outcome.codes else []
+    def label(
+        self, events: pl.DataFrame, dataset_name: str = "dataset", outcome_codes: list[str] | None = None
+    ) -> LabelingResult:
+        """Labels from ``events``. ``outcome_codes``: the outcome codes already resolved against the whole
+        dataset (a job labelling one shard at a time passes them; a shard may lack some)."""
+        if outcome_codes is None:
+            codes = sorted(events[CODE].unique().to_list())
+            outcome_codes = check_codes(self.task, codes, dataset_name) if self.task.outcome.codes else []
         frame, excluded = self.candidates(events, outcome_codes)
         n_candidates = frame.height + sum(excluded.values())
         frame = self._common_exclusions(events, frame, outcome_codes, excluded)
