@@ -104,7 +104,7 @@ def _fingerprint(dataset_dir: Path, cfg: FMConfig) -> dict:
     shards = sorted((dataset_dir / schema.DATA_DIR).glob("*.parquet"))
     splits = dataset_dir / schema.SPLITS_FILE
     return {
-        "shards": [[p.name, p.stat().st_size] for p in shards],
+        "shards": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in shards],
         "splits_sha256": hashlib.sha256(splits.read_bytes()).hexdigest() if splits.exists() else None,
         "tokenizer": cfg.tokenizer.model_dump(),
         "row_length": cfg.model.block_size + 1,
