@@ -154,6 +154,12 @@ def test_a_registered_version_is_scored_by_id_and_refused_when_its_files_changed
     assert r.exit_code == 0, r.output
     expected = score_dataset(resolve_model(count_run), sharded, tmp_path / "direct.parquet")
     assert pl.read_parquet(tmp_path / "s.parquet").equals(expected)
+    from clinfm.govern.audit import list_entries, verify_chain
+
+    [entry] = [e for e in list_entries() if e.action == "batch.score"]  # the unregistered run folder left none
+    assert entry.model_version_id == version.id and entry.actor == "cli" and entry.subject_id is None
+    assert entry.details["points"] == expected.height and entry.details["task"] == "long_length_of_stay"
+    assert verify_chain().ok
     (run / "model.txt").write_text((run / "model.txt").read_text() + "\n")
     r = CliRunner().invoke(app, ["score", version.id, str(sharded), "--out", str(tmp_path / "s2.parquet")])
     assert r.exit_code == 2 and "['model.txt'] differ from version" in r.output

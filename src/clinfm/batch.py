@@ -107,12 +107,13 @@ class ModelRef:
     files: dict | None = None
     version_id: str | None = None
     task: dict | None = None  # a count model's own task
+    org: str | None = None  # the registered version's organization
 
 
 def resolve_model(ref: str | Path, db=None) -> ModelRef:
     """A run folder path or a registered version id -> :class:`ModelRef`."""
     path = Path(ref)
-    version_id, files = None, None
+    version_id, files, org = None, None, None
     if not path.exists():
         from clinfm.govern.registry import get_model
 
@@ -123,6 +124,7 @@ def resolve_model(ref: str | Path, db=None) -> ModelRef:
                 f"model {str(ref)!r} is neither a run folder nor a registered version id"
             ) from exc
         path, version_id, files = Path(version.run_dir), version.id, version.artifacts.get("files") or None
+        org = version.org_id
     if files:  # a registered version: its files must be the ones registered
         from clinfm.govern.registry import sha256_file
 
@@ -130,10 +132,10 @@ def resolve_model(ref: str | Path, db=None) -> ModelRef:
         if changed:
             raise BatchError(f"run folder {str(path)!r}: {changed} differ from version {version_id}'s SHA-256")
     if (path / "model.safetensors").exists():
-        return ModelRef("fm", str(path), files, version_id)
+        return ModelRef("fm", str(path), files, version_id, org=org)
     if (path / "model.txt").exists():
         meta = json.loads((path / "training_config.json").read_text())
-        return ModelRef("count", str(path), files, version_id, meta["task_config"])
+        return ModelRef("count", str(path), files, version_id, meta["task_config"], org)
     raise BatchError(
         f"{str(path)!r} holds neither model.safetensors (foundation model) nor model.txt (count model)"
     )
@@ -236,10 +238,12 @@ def score_dataset(
     engine: str = "local",
     ray_address: str | None = None,
     progress: ProgressFn | None = None,
+    actor: str = "cli",
 ) -> pl.DataFrame:
     """Score every point of ``cohort`` (default: the task's prediction times) and write subject_id,
     prediction_time, score to ``out``. A count model brings its own task; the foundation model's zero-shot
-    risk needs ``task`` (its outcome codes and horizon), rolled out ``samples`` times per point."""
+    risk needs ``task`` (its outcome codes and horizon), rolled out ``samples`` times per point. Scoring a
+    registered version leaves a ``batch.score`` entry in the audit log, by ``actor``."""
     from clinfm.tasks.config import TaskConfig
 
     if model.kind == "count":
@@ -251,4 +255,21 @@ def score_dataset(
     cohort = cohort or task_cohort(task, dataset_dir)
     options = {"task": task.model_dump(mode="json"), "samples": samples, "seed": seed}
     lead, trail = (model, str(dataset_dir)), (cohort, options)
-    return _run(score_shard, lead, trail, dataset_dir, out, workers, engine, ray_address, progress)
+    frame = _run(score_shard, lead, trail, dataset_dir, out, workers, engine, ray_address, progress)
+    if model.version_id is not None:
+        _audit_scoring(model, task, dataset_dir, out, frame, actor)
+    return frame
+
+
+def _audit_scoring(model: ModelRef, task: TaskConfig, dataset_dir, out, frame: pl.DataFrame, actor: str) -> None:
+    """One audit entry per batch run of a registered version: who scored how many patients, with what, into
+    which file (by hash); no subject ids or dates."""
+    from clinfm.govern import audit
+    from clinfm.govern.registry import sha256_file
+
+    details = {
+        "task": task.name, "dataset": Path(dataset_dir).name, "points": frame.height,
+        "subjects": frame[SID].n_unique() if frame.height else 0, "output_sha256": sha256_file(Path(out)),
+    }  # fmt: skip
+    audit.record("batch.score", actor=actor, org=model.org, model_version_id=model.version_id,
+                 purpose="batch scoring", details=details)  # fmt: skip

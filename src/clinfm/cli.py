@@ -768,6 +768,7 @@ def score(
     workers: WorkersOpt = 1,
     engine: EngineOpt = "local",
     ray_address: RayAddressOpt = None,
+    actor: ActorOpt = "cli",
 ) -> None:
     """Score a whole dataset with a model (default points: the task's prediction times), shard by shard."""
     from clinfm.batch import resolve_model, score_dataset
@@ -779,7 +780,7 @@ def score(
         with _progress_bar("score", "shards") as update:
             frame = score_dataset(ref, path, out, task=load_task(task) if task else None, cohort=cohort,
                                   samples=samples, seed=seed, workers=workers, engine=engine,
-                                  ray_address=ray_address, progress=update)  # fmt: skip
+                                  ray_address=ray_address, progress=update, actor=actor)  # fmt: skip
     mean = f", mean score {frame['score'].mean():.3f}" if frame.height else ""
     console.print(f"{frame.height:,} scores of {frame['subject_id'].n_unique():,} subjects{mean} in [cyan]{out}[/cyan]")
 
