@@ -43,13 +43,13 @@ class Cohort:
     task: dict | None = None  # TaskConfig as JSON
     outcome_codes: tuple[str, ...] = ()  # the task's outcome codes resolved against the whole dataset
 
-    def points(self, shard: Shard) -> pl.DataFrame:
-        """subject_id, prediction_time of one shard's subjects, sorted."""
+    def points(self, shard: Shard, events: pl.DataFrame | None = None) -> pl.DataFrame:
+        """subject_id, prediction_time of one shard's subjects, sorted (``events``: the shard, when already read)."""
         if self.points_file is not None:
             ids = pl.Series(SID, shard[1], dtype=pl.Int64)
             frame = _read_points(self.points_file).filter(pl.col(SID).is_in(ids.implode()))
         else:
-            events = pl.read_parquet(shard[0])
+            events = pl.read_parquet(shard[0]) if events is None else events
             if self.at is not None:
                 seen = events.filter(pl.col(schema.TIME) <= self.at)[SID].unique()
                 frame = pl.DataFrame({SID: seen, PRED: [self.at] * len(seen)}, schema=POINT_SCHEMA)
@@ -159,17 +159,18 @@ def score_shard(
     model: ModelRef, dataset_dir: str, shard: Shard, cohort: Cohort, options: dict, out_file: str
 ) -> int:
     """Score one shard's prediction points with a count model or the foundation model's zero-shot risk."""
-    points = cohort.points(shard)
     if model.kind == "count":
         from clinfm.monitor.scorer import load_scorer
 
         scorer = load_scorer(model.run_dir, model.files)
-        events = pl.read_parquet(shard[0])
+        events = pl.read_parquet(shard[0])  # read once: the cohort and the features both need it
+        points = cohort.points(shard, events)
         scores = scorer.score(events, points) if points.height else []
     else:
         from clinfm.tasks.config import TaskConfig
         from clinfm.validate.models import FMZeroShot
 
+        points = cohort.points(shard)
         task = TaskConfig.model_validate(options["task"])
         fm = FMZeroShot(model.run_dir, dataset_dir, task, seed=options["seed"], n_samples=options["samples"])
         with _torch_threads(1):
