@@ -90,9 +90,24 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("table", pa.string(), nullable=False),
         pa.field("locator", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
+        pa.field("records", pa.int64(), nullable=False),
     ]
 )
-"""One row per source record that was not converted: where it was, which table, and why."""
+"""One row per rejection: where it was, which table, why, and how many source records it stands for: 1 for one
+record; the table's (or file's) row count when a whole table or file is refused. ``sum(records)`` is the
+reconciliation's quarantined count, for every source."""
+
+
+def quarantine_table(
+    source_file: str, table: str | list[str], locators: list[str], reasons: list[str], records: list[int] | None = None
+) -> pa.Table:
+    """Quarantine rows (``records`` defaults to one source record per row)."""
+    n = len(locators)
+    return pa.Table.from_pydict(
+        {"source_file": [source_file] * n, "table": [table] * n if isinstance(table, str) else table,
+         "locator": locators, "reason": reasons, "records": records if records is not None else [1] * n},
+        schema=QUARANTINE_SCHEMA,
+    )  # fmt: skip
 
 # --- layout --------------------------------------------------------------------------------------------
 DATA_DIR = meds.data_subdirectory  # "data"

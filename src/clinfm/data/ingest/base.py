@@ -126,6 +126,7 @@ class ShardBuilder:
         q["table"].append(table)
         q["locator"].append(locator)
         q["reason"].append(reason)
+        q["records"].append(n)
 
     def flush(self) -> ShardOutput:
         """Hand over what was built so far and start empty (keeps memory bounded by the batch)."""
@@ -159,8 +160,9 @@ class SourcePlan:
     code_descriptions: dict[str, str] = field(default_factory=dict)
     subject_splits: dict[int, str] = field(default_factory=dict)
     """Splits the source already defines (MEDS input); other subjects get a seeded hash split."""
-    ignored_files: list[str] = field(default_factory=list)
-    """Input files the source knows and deliberately does not convert (shown to the user, kept in metadata)."""
+    not_converted: dict[str, str] = field(default_factory=dict)
+    """Tables, files or resource types the source found and does not convert to events, each with why (shown
+    after the reconciliation and kept in ``metadata/dataset.json``)."""
 
 
 GZIP_EXPANSION = 6
