@@ -45,8 +45,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import meds
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # --- columns -------------------------------------------------------------------------------------------
 SUBJECT_ID = meds.DataSchema.subject_id_name
@@ -207,6 +212,16 @@ class Subject:
     @property
     def death(self) -> dt.datetime | None:
         return next((e.time for e in self.events if e.code == DEATH), None)
+
+
+def frame(table: pa.Table | pa.RecordBatch) -> pl.DataFrame:
+    """``pl.from_arrow`` of a table or batch, which is always a DataFrame (polars types it as one or a Series)."""
+    import polars as pl
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame):  # pragma: no cover - a table never converts to a Series
+        raise TypeError(f"expected a DataFrame from an Arrow {type(table).__name__}, got {type(df).__name__}")
+    return df
 
 
 def empty_events() -> pa.Table:

@@ -97,7 +97,7 @@ def _write_parts(out: ShardOutput, parts_dir: Path, n_buckets: int, tag: str) ->
     else:  # one table per batch: the one that converted records
         majority = max(out.counts, key=lambda t: out.counts[t].converted) if out.counts else "unknown"
         tables = pl.Series(_TABLE_COL, [majority] * events.num_rows, dtype=pl.String)
-    df = pl.from_arrow(events).with_columns(tables, (pl.col(schema.SUBJECT_ID) % n_buckets).alias("_bucket"))
+    df = schema.frame(events).with_columns(tables, (pl.col(schema.SUBJECT_ID) % n_buckets).alias("_bucket"))
     for (bucket,), part in df.partition_by("_bucket", as_dict=True).items():
         path = parts_dir / f"bucket={bucket}" / f"{tag}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -337,7 +337,7 @@ def validate_dataset(path: str | Path) -> DatasetSummary:
             meds.DataSchema.validate(table)
         except Exception as exc:
             raise ValueError(f"{shard} fails MEDS validation: {exc}") from exc
-        df = pl.from_arrow(table.select([schema.SUBJECT_ID, schema.TIME, schema.CODE]))
+        df = schema.frame(table.select([schema.SUBJECT_ID, schema.TIME, schema.CODE]))
         keyed = df.select(
             pl.col(schema.SUBJECT_ID), pl.col(schema.TIME).is_not_null().alias("_timed"), pl.col(schema.TIME)
         )

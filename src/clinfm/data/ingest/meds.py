@@ -57,7 +57,7 @@ def convert(task: IngestTask) -> Iterator[ShardOutput]:
         return
     row = 0
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-        yield _convert_batch(task, pl.from_arrow(batch), row)
+        yield _convert_batch(task, schema.frame(batch), row)
         row += batch.num_rows
 
 

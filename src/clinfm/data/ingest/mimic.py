@@ -232,7 +232,7 @@ def _read_whole(path: Path | None, columns: tuple[str, ...]) -> pl.DataFrame:
         return empty
     if not tables:
         return empty
-    return pl.from_arrow(pa.concat_tables(tables).select(list(columns)))
+    return schema.frame(pa.concat_tables(tables).select(list(columns)))
 
 
 def _admissions(root: Path) -> pl.DataFrame:
@@ -981,8 +981,7 @@ def convert_chunk(task: IngestTask, table: pa.Table, rows: np.ndarray) -> tuple[
     spec = TABLES[task.table]
     path = Path(task.source_file)
     ctx = Context(label=_file_label(path), root=Path(str(task.option("root", path.parent.parent))))
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
+    df = schema.frame(table)
     missing_optional = [c for c in spec.optional if c not in df.columns]
     df = df.with_columns(
         pl.Series("_row", rows, dtype=pl.Int64),

@@ -397,7 +397,7 @@ def _split_rows(task: IngestTask, rows: pa.Table) -> ShardOutput:
     """Good rows become events; a record with any bad row is quarantined whole, once, with its reason."""
     import polars as pl
 
-    df = pl.from_arrow(rows)
+    df = schema.frame(rows)
     bad_locators = df.filter(pl.col("reason").is_not_null()).unique("locator", keep="first", maintain_order=True)
     good = df.filter(~pl.col("locator").is_in(bad_locators["locator"].implode()))
     n_good_records = good["locator"].n_unique()
