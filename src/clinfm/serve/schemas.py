@@ -58,7 +58,7 @@ class ModelList(BaseModel):
 class PredictRequest(Body):
     """One subject at one prediction time: a subject in the store, or an inline FHIR R4 Bundle."""
 
-    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")
+    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")  # type: ignore[valid-type]
     bundle: dict[str, Any] | None = Field(None, description="A FHIR R4 Bundle holding one Patient and their record.")
     prediction_time: dt.datetime | None = Field(
         None, description="Only events before this time are used; default: just after the last event."
@@ -159,7 +159,7 @@ class TreatmentCheckRequest(Body):
     allergies: list[Annotated[StrictStr, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
     egfr: Annotated[float, Strict(), Field(ge=0, le=300)] | None = None
     creatinine_mg_dl: Annotated[float, Strict(), Field(gt=0, le=30)] | None = None
-    subject_id: SubjectId | None = Field(None, description="Read allergies and labs from the store as well.")
+    subject_id: SubjectId | None = Field(None, description="Read allergies and labs from the store as well.")  # type: ignore[valid-type]
 
 
 class TreatmentCheckResponse(BaseModel):
