@@ -368,57 +368,198 @@ def attach_summary(
 
 
 # --- HTML ---------------------------------------------------------------------------------------------------
-def _png(fig) -> str:
+def _png(fig, tight: bool = False) -> str:
+    """The figure as base64 PNG. Time panels keep their fixed margins, so their axes line up on the page."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _nan(x: float | None) -> float:
-    return float("nan") if x is None else x
+    return float("nan") if x is None else float(x)
+
+
+BAND = {"color": "#d62728", "alpha": 0.12, "lw": 0}
+INCIDENT = {"color": "#ff7f0e", "alpha": 0.18, "lw": 0}
+
+
+def _time_axis(s: MonitoringSummary, title: str, ylabel: str = ""):
+    """One panel on the report's shared time axis, the incidents shaded behind it."""
+    fig, ax = plt.subplots(figsize=(10.5, 2.5))
+    fig.subplots_adjust(left=0.2, right=0.93, top=0.88, bottom=0.14)
+    for inc in s.incidents:
+        ax.axvspan(dt.datetime.fromisoformat(inc.start), dt.datetime.fromisoformat(inc.end), **INCIDENT)
+    ax.set_xlim(s.windows[0].start, s.windows[-1].end)
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3, lw=0.5)
+    return fig, ax
+
+
+def _band_above(ax, x, limit, top=None) -> None:
+    """Shade where a value alerts: above ``limit`` (a number or one per window)."""
+    lim = np.broadcast_to(np.asarray(limit, dtype=np.float64), (len(x),))
+    hi = top if top is not None else max(np.nanmax(lim) * 1.6, ax.get_ylim()[1]) if np.isfinite(lim).any() else 1.0
+    ax.fill_between(x, lim, hi, step="mid", label="alert zone", **BAND)
+
+
+def _band_below(ax, x, limit, bottom: float) -> None:
+    ax.fill_between(x, bottom, np.broadcast_to(limit, (len(x),)), step="mid", label="alert zone", **BAND)
+
+
+def _range_band(ax, x, lo: float, hi: float, top: float) -> None:
+    """Shade outside ``[lo, hi]`` (bottom at 0, up to ``top``)."""
+    ax.set_ylim(0, top)
+    ax.fill_between(x, 0, lo, step="mid", label="alert zone", **BAND)
+    ax.fill_between(x, hi, top, step="mid", **BAND)
+    ax.axhline(1.0, color="k", ls=":", lw=0.8)
+
+
+def _legend(ax) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="upper left", ncol=min(len(handles), 4), framealpha=0.7)
 
 
 def plots(s: MonitoringSummary) -> dict[str, str]:
-    """Performance, calibration, drift and unknown codes over time, as base64 PNG."""
+    """Every monitored quantity per window on one time axis, its alert zone shaded red and incidents orange;
+    base64 PNG by name, in page order."""
     if not s.windows:
         return {}
-    mid = [w.start + (w.end - w.start) / 2 for w in s.windows]
-    out = {}
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    auroc = [w.performance.auroc if w.performance else None for w in s.windows]
-    ax.plot(mid, [_nan(a.value if a else None) for a in auroc], "o-", label="AUROC")
-    lo = [_nan(a.ci[0] if a and a.ci else None) for a in auroc]
-    hi = [_nan(a.ci[1] if a and a.ci else None) for a in auroc]
-    ax.fill_between(mid, lo, hi, alpha=0.2, label="95% CI")
-    ax.axhline(s.policy.performance.min_auroc, color="r", ls="--", lw=0.8, label="alert below")
-    ax.set_title("Discrimination per window"), ax.legend(fontsize=7)
+    x = [w.start + (w.end - w.start) / 2 for w in s.windows]
+    out: dict[str, str] = {}
+
+    fig, ax = _time_axis(s, f"Incidents ({len(s.incidents)})")
+    kinds = sorted({i.title for i in s.incidents})
+    for inc in s.incidents:
+        y = kinds.index(inc.title)
+        a, b = dt.datetime.fromisoformat(inc.start), dt.datetime.fromisoformat(inc.end)
+        ax.barh(y, b - a, left=a, height=0.6, color="#ff7f0e")
+        ax.annotate(inc.id.removeprefix("incident-"), (a, y), fontsize=7, va="center", ha="right")
+    ax.set_yticks(range(len(kinds)), kinds, fontsize=7)
+    ax.set_ylim(-0.7, max(len(kinds), 1) - 0.3)
+    if not kinds:
+        ax.set_yticks([]), ax.text(0.5, 0.5, "no incidents", transform=ax.transAxes, ha="center", color="#070")
+    out["incidents"] = _png(fig)
+
+    fig, ax = _time_axis(s, "Input drift: PSI of the model's code shares", "PSI")
+    ax.plot(x, [_nan(w.code_psi) for w in s.windows], "o-", ms=3, label="codes")
+    _band_above(ax, x, [_nan(w.code_limit) for w in s.windows])
+    _legend(ax)
+    out["code_psi"] = _png(fig)
+
+    fig, ax = _time_axis(s, "Input drift: lab value PSI relative to its threshold (alert above 1)", "PSI / threshold")
+    top = 2.0
+    for code in s.reference.get("labs", {}):
+        ratio = [_nan((w.lab_psi.get(code) or {}).get("psi")) / _nan((w.lab_psi.get(code) or {}).get("limit"))
+                 for w in s.windows]  # fmt: skip
+        ax.plot(x, ratio, ".-", ms=3, lw=0.8, label=code)
+        top = max(top, 1.1 * np.nanmax(ratio)) if np.isfinite(ratio).any() else top
+    if not s.reference.get("labs"):
+        ax.text(0.5, 0.5, "no lab has enough values in the reference to be profiled", transform=ax.transAxes,
+                ha="center", color="#888")  # fmt: skip
+    ax.set_ylim(0, top)
+    if s.reference.get("labs"):
+        _band_above(ax, x, 1.0, top=top)
+    _legend(ax)
+    out["lab_psi"] = _png(fig)
+
+    fig, ax = _time_axis(s, "Share of events with codes the model cannot see", "share")
+    ax.plot(x, [_nan(w.unknown_share) for w in s.windows], "o-", ms=3, label="window")
+    _band_above(ax, x, s.reference.get("unknown_share", 0.0) + s.policy.input_drift.unknown_share_increase_max)
+    _legend(ax)
+    out["unknown"] = _png(fig)
+
+    fig, ax = _time_axis(s, "Missing key inputs: share of scored points without the code, minus the reference's",
+                         "share - reference")  # fmt: skip
+    for code in s.reference.get("missing", {}):
+        ax.plot(x, [_nan((w.missing.get(code) or {}).get("share")) - _nan((w.missing.get(code) or {}).get("reference"))
+                    for w in s.windows], "o", ms=3, label=code)  # fmt: skip
+    _band_above(ax, x, s.policy.input_drift.missingness_increase_max, top=1.0)
+    ax.set_ylim(-1, 1)
+    _legend(ax)
+    out["missingness"] = _png(fig)
+
+    fig, ax = _time_axis(s, "Prediction volume", "predictions")
+    width = (s.windows[0].end - s.windows[0].start) * 0.8
+    ax.bar(x, [w.predictions for w in s.windows], width=width, color="#1f77b4")
+    out["volume"] = _png(fig)
+
+    fig, ax = _time_axis(s, "Score distribution (median, 25-75% and 10-90% of each window's scores)", "score")
+    q = np.array([w.score_quantiles or [np.nan] * 5 for w in s.windows], dtype=np.float64)
+    # vertical bars, not bands: a task scored on a few dates a year leaves most windows empty
+    ax.vlines(x, q[:, 0], q[:, 4], lw=2, alpha=0.35, color="#1f77b4", label="10-90%")
+    ax.vlines(x, q[:, 1], q[:, 3], lw=5, alpha=0.6, color="#1f77b4", label="25-75%")
+    ax.plot(x, q[:, 2], "_", ms=9, mew=2, color="k", label="median")
+    edges = (s.reference.get("scores") or {}).get("edges") or []
+    if len(edges) >= 5:
+        ax.axhline(edges[len(edges) // 2], color="k", ls=":", lw=0.8, label="validation median")
+    ax2 = ax.twinx()
+    ax2.plot(x, [_nan(w.score_psi) for w in s.windows], "s-", ms=2, lw=0.8, color="#9467bd", label="score PSI")
+    lim = [_nan(w.score_limit) for w in s.windows]
+    if np.isfinite(lim).any():
+        ax2.plot(x, lim, "--", lw=0.8, color="#d62728", label="PSI alert above")
+    ax2.tick_params(labelsize=8), ax2.set_ylabel("PSI", fontsize=8)
+    _legend(ax), ax2.legend(fontsize=7, loc="upper right")
+    out["scores"] = _png(fig)
+
+    perf = [w.performance for w in s.windows]
+    fig, ax = _time_axis(s, "Discrimination once outcomes are known: AUROC, 95% CI", "AUROC")
+    auroc = [p.auroc if p else None for p in perf]
+    ax.errorbar(x, [_nan(a.value if a else None) for a in auroc],
+                yerr=_errors([a for a in auroc]), fmt="o", ms=4, capsize=3, label="AUROC")  # fmt: skip
+    ax.set_ylim(0.3, 1.0)
+    _band_below(ax, x, s.policy.performance.min_auroc, 0.3)
+    _legend(ax)
     out["auroc"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    perf = [w.performance for w in s.windows]
-    ax.plot(mid, [_nan(p.observed if p else None) for p in perf], "o-", label="observed rate")
-    ax.plot(mid, [_nan(p.expected if p else None) for p in perf], "s--", label="expected (mean score)")
-    ax.set_title("Observed vs expected"), ax.legend(fontsize=7)
-    out["calibration"] = _png(fig)
+    fig, ax = _time_axis(s, "Calibration once outcomes are known: slope, 95% CI (1 is ideal)", "slope")
+    slope = [p.calibration_slope if p else None for p in perf]
+    ax.errorbar(x, [_nan(a.value if a else None) for a in slope], yerr=_errors(slope), fmt="o", ms=4, capsize=3,
+                label="calibration slope")  # fmt: skip
+    lo, hi = s.policy.performance.calibration_slope
+    _range_band(ax, x, lo, hi, max(3.0, hi * 1.3))
+    _legend(ax)
+    out["calibration_slope"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    ax.plot(mid, [_nan(w.code_psi) for w in s.windows], "o-", label="codes")
-    ax.plot(mid, [_nan(w.score_psi) for w in s.windows], "s-", label="scores")
-    for code in s.reference.get("labs", {}):
-        ax.plot(mid, [_nan((w.lab_psi.get(code) or {}).get("psi")) for w in s.windows], ".--", label=code)
-    ax.axhline(s.policy.input_drift.code_psi_max, color="r", ls="--", lw=0.8)
-    ax.set_title("Population stability index"), ax.legend(fontsize=7)
-    out["psi"] = _png(fig)
+    fig, ax = _time_axis(s, "Calibration-in-the-large once outcomes are known: observed / expected event rate", "O / E")
+    oe = [_nan(p.observed_expected if p and p.evaluated else None) for p in perf]
+    ax.plot(x, oe, "s", ms=4, label="observed / expected")
+    lo, hi = s.policy.performance.observed_expected
+    _range_band(ax, x, lo, hi, max([2 * hi] + [1.15 * v for v in oe if math.isfinite(v)]))
+    _legend(ax)
+    out["observed_expected"] = _png(fig)
 
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    ax.plot(mid, [_nan(w.unknown_share) for w in s.windows], "o-", label="window")
-    ax.axhline(s.reference.get("unknown_share", 0.0), color="k", ls=":", lw=0.8, label="training data")
-    ax.axhline(s.reference.get("unknown_share", 0.0) + s.policy.input_drift.unknown_share_increase_max,
-               color="r", ls="--", lw=0.8, label="alert above")  # fmt: skip
-    ax.set_title("Share of events with unknown codes"), ax.legend(fontsize=7)
-    out["unknown"] = _png(fig)
+    if any(w.assistant and w.assistant.calls for w in s.windows):
+        a = [w.assistant for w in s.windows]
+        rule = s.policy.assistant
+        fig, ax = _time_axis(s, "Assistant: removed-statement and abstention rates", "rate")
+        ax.plot(x, [_nan(v.removed_statement_rate if v else None) for v in a], "o-", ms=3, label="removed statements")
+        ax.plot(x, [_nan(v.abstention_rate if v else None) for v in a], "s-", ms=3, label="abstentions")
+        ax.axhline(rule.max_removed_statement_rate, color="#d62728", ls="--", lw=0.8, label="removed: alert above")
+        ax.axhline(rule.max_abstention_rate, color="#d62728", ls=":", lw=0.8, label="abstention: alert above")
+        ax.set_ylim(0, 1)
+        _legend(ax)
+        out["assistant_rates"] = _png(fig)
+        fig, ax = _time_axis(s, "Assistant: latency (95th percentile) and clinician ratings", "ms")
+        ax.plot(x, [_nan(v.latency_p95_ms if v else None) for v in a], "o-", ms=3, label="latency p95 (ms)")
+        _band_above(ax, x, rule.max_latency_p95_ms)
+        ax2 = ax.twinx()
+        ax2.plot(x, [_nan(v.mean_rating if v else None) for v in a], "s-", ms=3, color="#2ca02c", label="mean rating")
+        ax2.axhline(rule.min_mean_rating, color="#2ca02c", ls="--", lw=0.8, label="rating: alert below")
+        ax2.set_ylim(1, 5), ax2.tick_params(labelsize=8)
+        _legend(ax), ax2.legend(fontsize=7, loc="upper right")
+        out["assistant_latency"] = _png(fig)
     return out
+
+
+def _errors(estimates: list) -> np.ndarray:
+    """Asymmetric error bars (2, n) from estimates with CIs (NaN where none)."""
+    lo = [e.value - e.ci[0] if e and e.ci else np.nan for e in estimates]
+    hi = [e.ci[1] - e.value if e and e.ci else np.nan for e in estimates]
+    return np.array([lo, hi], dtype=np.float64)
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
