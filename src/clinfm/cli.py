@@ -833,19 +833,71 @@ def monitor_replay(
 def monitor_report_cmd(
     model: Annotated[str, typer.Option("--model", help="Model version whose stored predictions to monitor.")],
     out: Annotated[Path, typer.Option("--out", help="HTML page to write (JSON summary beside it).")] = Path("monitoring.html"),
+    policy: Annotated[Path | None, typer.Option("--policy", help="Monitoring policy YAML (default: $CLINFM_MONITORING_POLICY, then the packaged one).")] = None,
     attach: Annotated[bool, typer.Option("--attach", help="Attach the summary to the model version for the gates.")] = False,
 ) -> None:
-    """Input drift (PSI of codes and labs, unknown codes), prediction drift and performance over time, with alerts."""
-    from clinfm.monitor import attach_summary, monitor_report
+    """Input drift (codes, labs, unknown codes, missing key inputs), prediction drift, performance and the
+    assistant over time against the policy; alerts merged into incidents; plots first, tables below."""
+    from clinfm.monitor import PolicyError, attach_summary, monitor_report
 
-    summary = monitor_report(model, out_html=out)
-    data = summary.as_json()
-    for alert in data.get("alerts", []):
-        console.print(f"[red]alert:[/red] {alert}")
-    console.print(f"{len(data.get('alerts', []))} alert(s) over {data.get('days')} days; page: [cyan]{out}[/cyan]")
+    try:
+        summary = monitor_report(model, policy=policy, out_html=out)
+    except (PolicyError, LookupError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for inc in summary.incidents:
+        console.print(f"[red]{inc.id}[/red] {inc.title}: {inc.start[:10]} to {inc.end[:10]}, "
+                      f"{len(inc.windows)} window(s), peak {inc.peak.message}")  # fmt: skip
+    b = summary.budget
+    console.print(f"{len(summary.incidents)} incident(s) from {len(summary.alerts)} alert(s) over "
+                  f"{summary.days:.0f} days ({b.per_year:.2f} a year, budget {b.budget_per_year:g}"
+                  f"{', OVER BUDGET' if b.over else ''}); page: [cyan]{out}[/cyan]")  # fmt: skip
     if attach:
         attach_summary(model, summary)
         console.print(f"Attached the monitoring summary to {model}")
+
+
+@monitor_app.command("inject")
+def monitor_inject(
+    path: Annotated[Path, typer.Argument(help="MEDS dataset to copy.")],
+    out: Annotated[Path, typer.Option("--out", help="New folder for the drifted copy.")],
+    after: Annotated[str, typer.Option("--from", help="Drift starts at this moment (YYYY-MM-DD).")],
+    rename: Annotated[list[str] | None, typer.Option("--rename", help="OLD=NEW: record code OLD as NEW from then on (repeatable).")] = None,
+    lab: Annotated[str | None, typer.Option("--lab", help="Lab code whose values to scale.")] = None,
+    scale: Annotated[float, typer.Option("--scale", help="Factor for --lab's values.")] = 1.0,
+) -> None:
+    """A drift drill: copy a dataset with a code renamed or a lab rescaled from a date on, to replay and monitor."""
+    from clinfm.monitor.inject import inject_drift
+
+    pairs = {}
+    for item in rename or []:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            err.print(f"[red]error:[/red] --rename {item!r} is not OLD=NEW")
+            raise typer.Exit(2)
+        pairs[old] = new
+    try:
+        done = inject_drift(path, out, _parse_time(after, "--from"), lab_scale=scale, lab_code=lab, rename=pairs)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"Drifted copy: [cyan]{done}[/cyan] ({len(pairs)} code(s) renamed, lab {lab or '-'} x{scale:g} from {after})")
+
+
+@monitor_app.command("assistant-import")
+def monitor_assistant_import(
+    calls: Annotated[Path, typer.Argument(help="JSON Lines, one audited assistant call per line (clinfm.monitor.assistant.AssistantCall fields).")],
+) -> None:
+    """Store the assistant's audited calls for monitoring (ids, counts, times; no text)."""
+    from clinfm.monitor.assistant import read_calls
+    from clinfm.monitor.store import PredictionStore, add_assistant_calls
+
+    try:
+        n = add_assistant_calls(PredictionStore(), read_calls(calls))
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"Stored {n} assistant call(s)")
 
 
 @app.command()

@@ -7,9 +7,11 @@ A record carries no text of the call (no prompt, answer or note): only ids, coun
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -67,6 +69,23 @@ class AssistantWindow:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
 
+def read_calls(path: str | Path) -> list[AssistantCall]:
+    """Assistant calls from JSON Lines (one :class:`AssistantCall` per line, ``time`` in ISO form)."""
+    path = Path(path)
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                row["time"] = dt.datetime.fromisoformat(row["time"])
+                out.append(AssistantCall(**row))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"{path} line {n}: not an assistant call record ({exc})") from None
+    return out
+
+
 def assistant_window(calls: Sequence[AssistantCall]) -> AssistantWindow:
     if not calls:
         return AssistantWindow(0, None, None, None, None, 0, None)
@@ -112,4 +131,4 @@ def assistant_alerts(
     return out
 
 
-__all__ = ["AssistantCall", "AssistantWindow", "assistant_alerts", "assistant_window"]
+__all__ = ["AssistantCall", "AssistantWindow", "assistant_alerts", "assistant_window", "read_calls"]
