@@ -49,3 +49,12 @@ def test_budget_counts_incidents_per_year_and_flags_a_noisy_policy():
     # a span shorter than a year is judged as a year
     short = budget(incidents[:2], T0, T0 + dt.timedelta(days=30), rule)
     assert short.per_year == 2 and not short.over
+
+
+def test_windows_where_the_check_could_not_run_do_not_end_an_incident():
+    # a task scored once a year: missingness is judged in windows 0, 12, 24 only
+    alerts = [alert("input_drift.missingness", w, 1.0, "SNOMED//X") for w in (12, 24)]
+    judged = {("input_drift.missingness", "SNOMED//X"): [0, 12, 24]}
+    assert [i.windows for i in group_incidents(alerts, Incidents(merge_gap_windows=0), judged)] == [[12, 24]]
+    judged = {("input_drift.missingness", "SNOMED//X"): [0, 12, 18, 24]}  # a quiet judged window between
+    assert [i.windows for i in group_incidents(alerts, Incidents(merge_gap_windows=0), judged)] == [[12], [24]]

@@ -7,9 +7,10 @@ upper limits and ``threshold / value`` for lower ones, so an incident's peak is 
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,28 +86,42 @@ class Incident:
         }  # fmt: skip
 
 
-def group_incidents(alerts: Sequence[Alert], rule: Incidents | None = None) -> list[Incident]:
-    """Merge alerts into incidents, ordered by start. Alerts without a window index each stand alone."""
+def group_incidents(
+    alerts: Sequence[Alert], rule: Incidents | None = None,
+    judged: Mapping[tuple[str, str | None], Collection[int]] | None = None,
+) -> list[Incident]:  # fmt: skip
+    """Merge alerts into incidents, ordered by start. Two alerts of one kind and code belong together when at
+    most ``merge_gap_windows`` windows between them were judged quiet: ``judged`` says, per (kind, code), in
+    which windows the check ran (a window with too few events or no predictions cannot end an incident, so a
+    task scored once a year keeps one incident across the empty months). Without it every window counts."""
     rule = rule or Incidents()
     by_key: dict[tuple[str, str | None], list[Alert]] = {}
     for a in sorted(alerts, key=lambda a: (a.window if a.window is not None else -1, a.window_start)):
         by_key.setdefault((a.kind, a.code), []).append(a)
     incidents: list[Incident] = []
-    for (kind, code), items in by_key.items():
+    for key, items in by_key.items():
+        ran = sorted(judged[key]) if judged is not None and key in judged else None
         current: list[Alert] = []
         for a in items:
-            if current and (
-                a.window is None or current[-1].window is None or a.window - current[-1].window > rule.merge_gap_windows + 1
-            ):
-                incidents.append(_incident(kind, code, current))
+            if current and not _close(current[-1], a, rule.merge_gap_windows, ran):
+                incidents.append(_incident(*key, current))
                 current = []
             current.append(a)
         if current:
-            incidents.append(_incident(kind, code, current))
+            incidents.append(_incident(*key, current))
     incidents.sort(key=lambda i: (i.start, i.kind, i.code or ""))
     for n, inc in enumerate(incidents, 1):
         inc.id = f"incident-{n}"
     return incidents
+
+
+def _close(a: Alert, b: Alert, gap: int, judged: list[int] | None) -> bool:
+    if a.window is None or b.window is None:
+        return False
+    if judged is None:
+        return b.window - a.window - 1 <= gap
+    quiet = bisect.bisect_left(judged, b.window) - bisect.bisect_right(judged, a.window)
+    return quiet <= gap
 
 
 def _incident(kind: str, code: str | None, alerts: list[Alert]) -> Incident:

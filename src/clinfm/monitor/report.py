@@ -56,6 +56,8 @@ class WindowReport:
     performance: WindowPerformance | None = None
     assistant: AssistantWindow | None = None
     incidents: list[str] = field(default_factory=list)
+    judged: set[tuple[str, str | None]] = field(default_factory=set)
+    """The checks that ran in this window, (alert kind, code): what can end an incident."""
 
     @property
     def anchor(self) -> str:
@@ -194,11 +196,19 @@ def monitor_report(
         _performance_alerts(w, policy, alerts)
         if calls:
             w.assistant = assistant_window([c for c in calls if start <= c.time < end])
+            if w.assistant.calls >= policy.assistant.min_calls:
+                w.judged |= {(f"assistant.{k}", None) for k in ("removed_statements", "abstention", "latency", "tokens")}
+            if w.assistant.ratings >= policy.assistant.min_ratings:
+                w.judged.add(("assistant.mean_rating", None))
             alerts += assistant_alerts(w.assistant, policy.assistant, i, start, end)
         windows.append(w)
         if progress is not None:
             progress(i + 1, len(spans))
-    incidents = group_incidents(alerts, policy.incidents)
+    judged: dict[tuple[str, str | None], list[int]] = {}
+    for w in windows:
+        for key in w.judged:
+            judged.setdefault(key, []).append(w.index)
+    incidents = group_incidents(alerts, policy.incidents, judged)
     for inc in incidents:
         for i in inc.windows:
             windows[i].incidents.append(inc.id)
@@ -251,6 +261,7 @@ def _input_drift(
     _missingness(w, c, base, policy, alerts)
     if c["n_events"] < rule.min_events:
         return
+    w.judged |= {("input_drift.codes", None), ("input_drift.unknown_codes", None)}
     keys = list(reference["codes"])
     window_codes = [c["codes"].get(k, 0) for k in keys]
     ref_codes = [base["codes"].get(k, 0) for k in keys]
@@ -276,6 +287,8 @@ def _input_drift(
         judged = n >= rule.min_lab_values and math.isfinite(value)
         lab_limit = rule.lab_psi_max + D.noise_psi(len(ref_hist), n, sum(ref_hist), q)
         w.lab_psi[code] = {"psi": _num(value) if judged else None, "n": n, "limit": _num(lab_limit)}
+        if judged:
+            w.judged.add(("input_drift.lab", code))
         if judged and value > lab_limit:
             names = D.lab_bins(reference["labs"][code]["edges"])
             changes = tuple(x.as_dict() for x in D.top_changes(names, ref_hist, c["labs"][code]))
@@ -293,6 +306,8 @@ def _missingness(w: WindowReport, c: dict, base: dict, policy: MonitoringPolicy,
     for code, ref_missing in base.get("missing", {}).items():
         share, before = c.get("missing", {}).get(code, 0) / scored, ref_missing / ref_points
         w.missing[code] = {"share": round(share, 4), "reference": round(before, 4), "n": scored}
+        if scored >= rule.min_scored:
+            w.judged.add(("input_drift.missingness", code))
         if scored >= rule.min_scored and share > before + rule.missingness_increase_max:
             limit = round(before + rule.missingness_increase_max, 4)
             alerts.append(Alert("input_drift.missingness", *_where(w), round(share, 4), limit,
@@ -312,6 +327,7 @@ def _prediction_drift(
     if not reference.get("scores") or scores.size < rule.min_predictions:
         return
     ref = reference["scores"]
+    w.judged.add(("prediction_drift", None))
     w.score_psi = D.score_psi(reference, scores)
     w.score_limit = rule.score_psi_max + D.noise_psi(len(ref["counts"]), scores.size, ref.get("n") or math.inf,
                                                      policy.input_drift.noise_quantile)  # fmt: skip
@@ -328,6 +344,8 @@ def _performance_alerts(w: WindowReport, policy: MonitoringPolicy, alerts: list)
     if p is None or not p.evaluated:
         return
     where = (*_where(w),)
+    w.judged |= {(k, None) for k in ("performance.auroc", "performance.calibration_slope",
+                                      "performance.calibration_intercept", "performance.observed_expected")}  # fmt: skip
     # a window's AUROC alerts only when its whole 95% interval is below the bound: few outcomes cannot show decay
     below = p.auroc is not None and (p.auroc.ci[1] if p.auroc.ci else p.auroc.value) < rule.min_auroc
     if below:
