@@ -120,6 +120,7 @@ class MonitoringSummary:
             "kind": "monitoring",
             "model_version": self.model_version,
             "days": round(self.days, 2),
+            "window_days": round(self.policy.window.total_seconds() / 86400, 2),
             "alerts": [a.as_dict() for a in self.alerts],
             "incidents": [i.as_dict() for i in self.incidents],
             "budget": self.budget.as_dict() if self.budget else None,
@@ -452,11 +453,11 @@ def plots(s: MonitoringSummary) -> dict[str, str]:
     fig, ax = _time_axis(s, f"Incidents ({len(s.incidents)})")
     kinds = sorted({i.title for i in s.incidents})
     for inc in s.incidents:
-        y = kinds.index(inc.title)
+        y = kinds.index(inc.title)  # labelled kind, then code on a second line
         a, b = dt.datetime.fromisoformat(inc.start), dt.datetime.fromisoformat(inc.end)
         ax.barh(y, b - a, left=a, height=0.6, color="#ff7f0e")
         ax.annotate(inc.id.removeprefix("incident-"), (a, y), fontsize=7, va="center", ha="right")
-    ax.set_yticks(range(len(kinds)), kinds, fontsize=7)
+    ax.set_yticks(range(len(kinds)), [k.replace(" ", "\n", 1) for k in kinds], fontsize=7)
     ax.set_ylim(-0.7, max(len(kinds), 1) - 0.3)
     if not kinds:
         ax.set_yticks([]), ax.text(0.5, 0.5, "no incidents", transform=ax.transAxes, ha="center", color="#070")
