@@ -82,7 +82,12 @@ def main(dataset: Path | None, drift_at: dt.datetime, task: str = "new_stroke") 
     dataset = dataset or demo_dataset(tmp)
     start, end, every = dt.datetime(2012, 1, 1), dt.datetime(2019, 12, 31), "30d"
     policy = load_policy()
-    out: dict = {"dataset": str(dataset), "task": task, "window": str(policy.window), "drift_at": drift_at.isoformat()}
+    out: dict = {
+        "dataset": str(dataset),
+        "task": task,
+        "window": str(policy.window),
+        "drift_at": drift_at.isoformat(),
+    }
 
     legacy = legacy_code_alerts(dataset, start, end, policy.window)
     clean = replay(dataset, None, task, start, end, every, tmp / "clean.db", policy=policy)
@@ -90,7 +95,11 @@ def main(dataset: Path | None, drift_at: dt.datetime, task: str = "new_stroke") 
     out["clean"] = _summary(s) | {"legacy_code_alerts": legacy}
     out["clean"]["ratio_legacy_alerts_to_incidents"] = round(legacy / max(len(s.incidents), 1), 1)
 
-    key = next(iter(s.reference.get("missing") or {}), None) or s.reference["codes"] and next(iter(s.reference["codes"]))
+    key = (
+        next(iter(s.reference.get("missing") or {}), None)
+        or s.reference["codes"]
+        and next(iter(s.reference["codes"]))
+    )
     drill = inject_drift(dataset, tmp / "drill", drift_at, rename={key: f"{key}-V2"})
     drifted = replay(drill, None, task, start, end, every, tmp / "drill.db", policy=policy)
     d = monitor_report(drifted.model_version, tmp / "drill.db", policy)
@@ -110,7 +119,16 @@ def main(dataset: Path | None, drift_at: dt.datetime, task: str = "new_stroke") 
     monthly = MonitoringPolicy(window=dt.timedelta(days=30))
     for name, ds in (("clinic_clean", clinic_dir), ("clinic_drift", drifted_clinic)):
         scorer.name = name
-        replay(ds, scorer, los, dt.datetime(2020, 1, 1), dt.datetime(2021, 1, 1), "7d", tmp / "clinic.db", policy=monthly)
+        replay(
+            ds,
+            scorer,
+            los,
+            dt.datetime(2020, 1, 1),
+            dt.datetime(2021, 1, 1),
+            "7d",
+            tmp / "clinic.db",
+            policy=monthly,
+        )
         r = monitor_report(name, tmp / "clinic.db", monthly)
         out[name] = _summary(r)
         if name == "clinic_drift":
@@ -122,16 +140,24 @@ def main(dataset: Path | None, drift_at: dt.datetime, task: str = "new_stroke") 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dataset", type=Path, default=None, help="de-identified MEDS dataset (default: build Eunomia)")
+    ap.add_argument(
+        "--dataset", type=Path, default=None, help="de-identified MEDS dataset (default: build Eunomia)"
+    )
     ap.add_argument("--drift-at", default="2016-01-01", help="start of the demo drift drill")
     args = ap.parse_args()
     result = main(args.dataset, dt.datetime.fromisoformat(args.drift_at))
     path = write_result("monitor_incidents", result)
     c, dd, cd = result["clean"], result["demo_drill"], result["clinic_drift"]
-    print(f"clean demo replay, {c['windows']} windows of {result['window']}: {c['incidents']} incident(s) from "
-          f"{c['alerts']} alert(s) (target <= 8); pre-#22 design in the same run: {c['legacy_code_alerts']} code "
-          f"alerts ({c['ratio_legacy_alerts_to_incidents']}x the incidents)")
-    print(f"demo drill ({dd['renamed']} renamed from {result['drift_at'][:10]}): latency in windows {dd['latency_windows']}")
-    print(f"synthetic clinic, creatinine x1.6 + renamed code: latency in windows {cd['latency_windows']}; "
-          f"clean clinic: {result['clinic_clean']['incidents']} incident(s)")
+    print(
+        f"clean demo replay, {c['windows']} windows of {result['window']}: {c['incidents']} incident(s) from "
+        f"{c['alerts']} alert(s) (target <= 8); pre-#22 design in the same run: {c['legacy_code_alerts']} code "
+        f"alerts ({c['ratio_legacy_alerts_to_incidents']}x the incidents)"
+    )
+    print(
+        f"demo drill ({dd['renamed']} renamed from {result['drift_at'][:10]}): latency in windows {dd['latency_windows']}"
+    )
+    print(
+        f"synthetic clinic, creatinine x1.6 + renamed code: latency in windows {cd['latency_windows']}; "
+        f"clean clinic: {result['clinic_clean']['incidents']} incident(s)"
+    )
     print(f"wrote {path}")

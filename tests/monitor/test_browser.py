@@ -19,7 +19,9 @@ def test_monitoring_page_shows_plots_before_tables(replays, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     from PIL import Image
 
-    s = monitor_report("drift", replays["store"], MonitoringPolicy(window=dt.timedelta(days=30)), tmp_path / "p.html")
+    s = monitor_report(
+        "drift", replays["store"], MonitoringPolicy(window=dt.timedelta(days=30)), tmp_path / "p.html"
+    )
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(chromium), args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})

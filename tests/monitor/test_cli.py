@@ -18,10 +18,15 @@ def test_inject_copies_with_the_code_renamed_from_the_date(clinic_dir, tmp_path)
                                  "--rename", f"{ROUTINE}=X//NEW"])  # fmt: skip
     assert r.exit_code == 0, r.output
     events = pl.read_parquet(out / "data" / "*.parquet")
-    before, after = events.filter(pl.col("time") < dt.datetime(2020, 7, 1)), events.filter(pl.col("time") >= dt.datetime(2020, 7, 1))
+    before, after = (
+        events.filter(pl.col("time") < dt.datetime(2020, 7, 1)),
+        events.filter(pl.col("time") >= dt.datetime(2020, 7, 1)),
+    )
     assert (before["code"] == ROUTINE).sum() > 0 and (after["code"] == ROUTINE).sum() == 0
     assert (after["code"] == "X//NEW").sum() > 0 and (out / "metadata" / "dataset.json").exists()
-    again = CliRunner().invoke(app, ["monitor", "inject", str(clinic_dir), "--out", str(out), "--from", "2020-07-01"])
+    again = CliRunner().invoke(
+        app, ["monitor", "inject", str(clinic_dir), "--out", str(out), "--from", "2020-07-01"]
+    )
     assert again.exit_code == 2 and "exists" in again.output
     bad = CliRunner().invoke(app, ["monitor", "inject", str(clinic_dir), "--out", str(tmp_path / "x"), "--from",
                                    "2020-07-01", "--rename", "NOEQUALS"])  # fmt: skip

@@ -25,7 +25,9 @@ def test_consecutive_alerts_of_one_kind_and_code_form_one_incident_with_its_peak
         ("input_drift.codes", None, [3, 4, 5]), ("input_drift.lab", "LOINC//A", [4]), ("input_drift.lab", "LOINC//B", [4]),
     ]  # fmt: skip
     codes = incidents[0]
-    assert codes.peak.window == 4 and codes.start == alerts[0].window_start and codes.end == alerts[2].window_end
+    assert (
+        codes.peak.window == 4 and codes.start == alerts[0].window_start and codes.end == alerts[2].window_end
+    )
     doc = codes.as_dict()
     assert doc["peak"]["value"] == 0.9 and doc["changes"][0]["after"] == 0.4 and doc["id"] == "incident-1"
 
@@ -57,4 +59,7 @@ def test_windows_where_the_check_could_not_run_do_not_end_an_incident():
     judged = {("input_drift.missingness", "SNOMED//X"): [0, 12, 24]}
     assert [i.windows for i in group_incidents(alerts, Incidents(merge_gap_windows=0), judged)] == [[12, 24]]
     judged = {("input_drift.missingness", "SNOMED//X"): [0, 12, 18, 24]}  # a quiet judged window between
-    assert [i.windows for i in group_incidents(alerts, Incidents(merge_gap_windows=0), judged)] == [[12], [24]]
+    assert [i.windows for i in group_incidents(alerts, Incidents(merge_gap_windows=0), judged)] == [
+        [12],
+        [24],
+    ]

@@ -53,12 +53,16 @@ def test_injected_drift_is_caught_within_two_monthly_windows_by_what_moved(month
     codes = by_kind[("input_drift.codes", None)]
     for incident in (lab, renamed, codes):
         assert incident.windows[0] - first <= 2
-        assert incident.windows == list(range(incident.windows[0], incident.windows[-1] + 1))  # one incident each
+        assert incident.windows == list(
+            range(incident.windows[0], incident.windows[-1] + 1)
+        )  # one incident each
     assert {c["what"] for c in renamed.as_dict()["changes"]} >= {RENAMED}
     moved = {c["what"]: c for c in codes.as_dict()["changes"]}
     assert moved[ROUTINE]["before"] > 0.05 and moved[ROUTINE]["after"] == 0
     top = lab.as_dict()["changes"][0]
-    assert top["what"].startswith(">") and top["after"] > 3 * top["before"]  # creatinine x1.6 fills the top decile
+    assert (
+        top["what"].startswith(">") and top["after"] > 3 * top["before"]
+    )  # creatinine x1.6 fills the top decile
     # the drift's alerts are a handful of incidents, not one row per window and kind
     assert len(s.alerts) > len(s.incidents) and len(s.incidents) <= 5
 
@@ -77,6 +81,8 @@ def test_rolling_and_seasonal_references_fall_back_to_validation_until_enough_wi
     else:
         # only windows whose calendar twin a year earlier (within 1.5 windows) exists compare with it
         t0 = s.windows[0].start
-        twin = [w.start - dt.timedelta(days=365) >= t0 - 1.5 * policy.window for w in s.windows if w.input_events]
+        twin = [
+            w.start - dt.timedelta(days=365) >= t0 - 1.5 * policy.window for w in s.windows if w.input_events
+        ]
         assert any(twin) and not all(twin)
         assert used == ["seasonal" if t else "validation" for t in twin]

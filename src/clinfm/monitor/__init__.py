@@ -17,8 +17,9 @@ from clinfm.monitor.scorer import CountScorer, load_registered_scorer, register_
 from clinfm.monitor.store import PredictionRecord, PredictionStore, import_serve_predictions
 
 __all__ = [
-    "Alert", "AssistantCall", "ChangeDecision", "Incident", "PolicyError", "ChangePlan", "CountScorer", "FeedbackSummary", "MonitoringPolicy", "MonitoringSummary",
-    "PredictionRecord", "PredictionStore", "ReplaySummary", "attach_summary", "feedback_summary",
-    "import_serve_predictions", "load_plan", "load_policy", "load_registered_scorer", "monitor_report",
-    "register_scorer", "replay", "retrain", "train_scorer",
+    "Alert", "AssistantCall", "ChangeDecision", "ChangePlan", "CountScorer", "FeedbackSummary", "Incident",
+    "MonitoringPolicy", "MonitoringSummary", "PolicyError", "PredictionRecord", "PredictionStore",
+    "ReplaySummary", "attach_summary", "feedback_summary", "import_serve_predictions", "load_plan",
+    "load_policy", "load_registered_scorer", "monitor_report", "register_scorer", "replay", "retrain",
+    "train_scorer",
 ]  # fmt: skip

@@ -37,7 +37,9 @@ class AssistantCall:
 
     def __post_init__(self) -> None:
         if self.latency_ms < 0 or not math.isfinite(self.latency_ms):
-            raise ValueError(f"call {self.call_id}: latency_ms {self.latency_ms!r} must be a finite number >= 0")
+            raise ValueError(
+                f"call {self.call_id}: latency_ms {self.latency_ms!r} must be a finite number >= 0"
+            )
         if self.tokens < 0:
             raise ValueError(f"call {self.call_id}: tokens {self.tokens!r} must be >= 0")
         if not 0 <= self.removed <= self.statements:

@@ -18,6 +18,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -270,7 +271,7 @@ def lab_bins(edges: Sequence[float]) -> list[str]:
     """Names of a lab's decile bins: ``<= 0.8``, ``(0.8, 0.9]``, ..., ``> 1.6``."""
     if not edges:
         return ["all values"]
-    names = [f"<= {edges[0]:g}"] + [f"({lo:g}, {hi:g}]" for lo, hi in zip(edges, edges[1:])]
+    names = [f"<= {edges[0]:g}"] + [f"({lo:g}, {hi:g}]" for lo, hi in pairwise(edges)]
     return names + [f"> {edges[-1]:g}"]
 
 
@@ -281,6 +282,6 @@ def score_psi(reference: dict, scores: np.ndarray) -> float:
 
 __all__ = [
     "OTHER", "Change", "build_reference", "code_psi", "histogram", "lab_bins", "lab_psi", "merge_counts",
-    "missing_inputs", "noise_psi", "observation_events", "psi", "quantile_edges", "reference_counts", "score_psi",
-    "top_changes", "window_counts",
+    "missing_inputs", "noise_psi", "observation_events", "psi", "quantile_edges", "reference_counts",
+    "score_psi", "top_changes", "window_counts",
 ]  # fmt: skip

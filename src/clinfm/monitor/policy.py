@@ -14,7 +14,6 @@ from clinfm.defaults import resolve
 from clinfm.tasks.config import Duration
 
 
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -26,8 +26,8 @@ from clinfm.monitor.policy import MonitoringPolicy, load_policy
 from clinfm.monitor.scorer import (
     CountScorer,
     Scorer,
-    observation_lookback,
     load_registered_scorer,
+    observation_lookback,
     register_scorer,
     train_scorer,
 )

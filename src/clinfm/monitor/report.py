@@ -12,7 +12,7 @@ import io
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -437,7 +437,7 @@ def _range_band(ax, x, lo: float, hi: float, top: float) -> None:
 
 
 def _legend(ax) -> None:
-    handles, labels = ax.get_legend_handles_labels()
+    handles, _ = ax.get_legend_handles_labels()
     if handles:
         ax.legend(fontsize=7, loc="upper left", ncol=min(len(handles), 4), framealpha=0.7)
 

@@ -290,6 +290,7 @@ def register_scorer(
 
 
 __all__ = [
-    "Calibration", "CountScorer", "NotEnoughLabels", "Scorer", "key_inputs", "observation_lookback", "validation_reference", "load_registered_scorer", "load_scorer",
-    "register_scorer", "save_scorer", "train_scorer",
+    "Calibration", "CountScorer", "NotEnoughLabels", "Scorer", "key_inputs", "load_registered_scorer",
+    "load_scorer", "observation_lookback", "register_scorer", "save_scorer", "train_scorer",
+    "validation_reference",
 ]  # fmt: skip

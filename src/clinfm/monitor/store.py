@@ -329,5 +329,6 @@ def _naive(t: dt.datetime) -> dt.datetime:
 
 
 __all__ = [
-    "add_assistant_calls", "assistant_calls", "InputWindow", "PredictionRecord", "PredictionStore", "default_url", "import_serve_predictions", "prediction_id",
+    "InputWindow", "PredictionRecord", "PredictionStore", "add_assistant_calls", "assistant_calls",
+    "default_url", "import_serve_predictions", "prediction_id",
 ]  # fmt: skip
