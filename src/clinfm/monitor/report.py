@@ -181,7 +181,9 @@ def monitor_report(
     moments += [c.time for c in calls]
     first, last = min(moments), max(moments)
     spans = _windows(first, last, policy.window)
-    windows, alerts, merged = [], [], []
+    windows: list[WindowReport] = []
+    alerts: list[Alert] = []
+    merged: list[dict | None] = []
     for i, (start, end) in enumerate(spans):
         w = WindowReport(start, end, index=i)
         counts = D.merge_counts([x.counts for x in inputs if start <= x.start < end]) if inputs else None
@@ -521,7 +523,8 @@ def plots(s: MonitoringSummary) -> dict[str, str]:
     if np.isfinite(lim).any():
         ax2.plot(x, lim, "--", lw=0.8, color="#d62728", label="PSI alert above")
     ax2.tick_params(labelsize=8), ax2.set_ylabel("PSI", fontsize=8)
-    _legend(ax), ax2.legend(fontsize=7, loc="upper right")
+    _legend(ax)
+    ax2.legend(fontsize=7, loc="upper right")
     out["scores"] = _png(fig)
 
     perf = [w.performance for w in s.windows]
@@ -552,24 +555,25 @@ def plots(s: MonitoringSummary) -> dict[str, str]:
     out["observed_expected"] = _png(fig)
 
     if any(w.assistant and w.assistant.calls for w in s.windows):
-        a = [w.assistant for w in s.windows]
+        aw = [w.assistant for w in s.windows]
         rule = s.policy.assistant
         fig, ax = _time_axis(s, "Assistant: removed-statement and abstention rates", "rate")
-        ax.plot(x, [_nan(v.removed_statement_rate if v else None) for v in a], "o-", ms=3, label="removed statements")
-        ax.plot(x, [_nan(v.abstention_rate if v else None) for v in a], "s-", ms=3, label="abstentions")
+        ax.plot(x, [_nan(v.removed_statement_rate if v else None) for v in aw], "o-", ms=3, label="removed statements")
+        ax.plot(x, [_nan(v.abstention_rate if v else None) for v in aw], "s-", ms=3, label="abstentions")
         ax.axhline(rule.max_removed_statement_rate, color="#d62728", ls="--", lw=0.8, label="removed: alert above")
         ax.axhline(rule.max_abstention_rate, color="#d62728", ls=":", lw=0.8, label="abstention: alert above")
         ax.set_ylim(0, 1)
         _legend(ax)
         out["assistant_rates"] = _png(fig)
         fig, ax = _time_axis(s, "Assistant: latency (95th percentile) and clinician ratings", "ms")
-        ax.plot(x, [_nan(v.latency_p95_ms if v else None) for v in a], "o-", ms=3, label="latency p95 (ms)")
+        ax.plot(x, [_nan(v.latency_p95_ms if v else None) for v in aw], "o-", ms=3, label="latency p95 (ms)")
         _band_above(ax, x, rule.max_latency_p95_ms)
         ax2 = ax.twinx()
-        ax2.plot(x, [_nan(v.mean_rating if v else None) for v in a], "s-", ms=3, color="#2ca02c", label="mean rating")
+        ax2.plot(x, [_nan(v.mean_rating if v else None) for v in aw], "s-", ms=3, color="#2ca02c", label="mean rating")
         ax2.axhline(rule.min_mean_rating, color="#2ca02c", ls="--", lw=0.8, label="rating: alert below")
         ax2.set_ylim(1, 5), ax2.tick_params(labelsize=8)
-        _legend(ax), ax2.legend(fontsize=7, loc="upper right")
+        _legend(ax)
+        ax2.legend(fontsize=7, loc="upper right")
         out["assistant_latency"] = _png(fig)
     return out
 
