@@ -25,6 +25,7 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from clinfm import __version__
+from clinfm.engine import ProgressFn
 from clinfm.monitor import drift as D
 from clinfm.monitor.assistant import AssistantCall, AssistantWindow, assistant_alerts, assistant_window
 from clinfm.monitor.incidents import Alert, Budget, Incident, budget, group_incidents
@@ -33,7 +34,6 @@ from clinfm.monitor.policy import MonitoringPolicy, load_policy
 from clinfm.monitor.store import PredictionStore
 
 TEMPLATES = Path(__file__).parent / "templates"
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(slots=True)
