@@ -66,3 +66,24 @@ def test_a_degrading_assistant_raises_one_incident_per_kind_and_gets_its_plots(t
     html = s.report_path.read_text()
     assert 'id="plot-assistant_rates"' in html and 'id="plot-assistant_latency"' in html
     assert html.index('id="plot-assistant_rates"') < html.index("<table")
+
+
+def test_calls_come_from_the_assistants_audit_entries(tmp_path):
+    from clinfm.govern import audit
+    from clinfm.monitor.assistant import calls_from_audit
+
+    db = f"sqlite:///{tmp_path / 'registry.db'}"
+    # the details clinfm.assist's Assistant.audit writes for each call (hashes and counts, no text)
+    details = {"prompt_sha256": "0" * 64, "answer_sha256": "1" * 64, "prompt_tokens": 900, "completion_tokens": 120,
+               "verifier_outcome": "partial", "statements_kept": 6, "statements_removed": 2, "abstained": False,
+               "shown": True, "latency_ms": 2400, "backend": "local", "model_id": "smollm2"}  # fmt: skip
+    audit.record("assist.answer", actor="dr.a", org="local", model_version_id="assistant@1", subject_id=7,
+                 purpose="treatment", details=details, db=db)  # fmt: skip
+    audit.record("prediction.access", actor="dr.a", org="local", model_version_id="m@1", subject_id=7,
+                 purpose="treatment", db=db)  # fmt: skip
+    (call,) = calls_from_audit(audit.list_entries(db=db))
+    assert (call.tokens, call.statements, call.removed, call.latency_ms) == (1020, 8, 2, 2400.0)
+    assert call.assistant_version == "assistant@1" and call.time.tzinfo is None and not call.abstained
+    broken = audit.record("assist.answer", actor="dr.a", org="local", details={"latency_ms": 1}, db=db)
+    with pytest.raises(ValueError, match=f"audit entry {broken.seq}.*statements_kept"):
+        calls_from_audit(audit.list_entries(db=db))

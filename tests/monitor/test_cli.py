@@ -54,3 +54,19 @@ def test_assistant_import_and_report(tmp_path, monkeypatch):
     policy.write_text("window: 30d\nnot_a_key: 1\n")
     r = CliRunner().invoke(app, ["monitor", "report", "--model", "assistant", "--policy", str(policy)])
     assert r.exit_code == 2 and "not_a_key" in r.output
+
+
+def test_assistant_import_from_the_audit_log(tmp_path, monkeypatch):
+    from clinfm.govern import audit
+
+    monkeypatch.setenv("CLINFM_HOME", str(tmp_path / "home"))
+    details = {"prompt_tokens": 10, "completion_tokens": 5, "statements_kept": 3, "statements_removed": 1,
+               "abstained": True, "latency_ms": 300}  # fmt: skip
+    for _ in range(3):
+        audit.record(
+            "assist.answer", actor="dr.a", org="local", model_version_id="assistant@1", details=details
+        )
+    r = CliRunner().invoke(app, ["monitor", "assistant-import", "--from-audit"])
+    assert r.exit_code == 0 and "Stored 3" in r.output, r.output
+    neither = CliRunner().invoke(app, ["monitor", "assistant-import"])
+    assert neither.exit_code == 2 and "--from-audit" in neither.output

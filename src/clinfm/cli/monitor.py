@@ -81,15 +81,29 @@ def monitor_inject(
 
 @monitor_app.command("assistant-import")
 def monitor_assistant_import(
-    calls: Annotated[Path, typer.Argument(help="JSON Lines, one audited assistant call per line (clinfm.monitor.assistant.AssistantCall fields).")],
+    calls: Annotated[Path | None, typer.Argument(help="JSON Lines, one assistant call per line (clinfm.monitor.assistant.AssistantCall fields).")] = None,
+    from_audit: Annotated[bool, typer.Option("--from-audit", help="Read the assistant's calls from the governance audit log (assist.answer entries).")] = False,
 ) -> None:
     """Store the assistant's audited calls for monitoring (ids, counts, times; no text)."""
-    from clinfm.monitor.assistant import read_calls
+    from clinfm.monitor.assistant import calls_from_audit, read_calls
     from clinfm.monitor.store import PredictionStore, add_assistant_calls
 
+    if (calls is None) == (not from_audit):
+        fail("give either a CALLS.jsonl file or --from-audit (one of them)")
     with errors_exit(ValueError, FileNotFoundError):
-        n = add_assistant_calls(PredictionStore(), read_calls(calls))
+        records = read_calls(calls) if calls is not None else calls_from_audit(_audit_entries())
+        n = add_assistant_calls(PredictionStore(), records)
     console.print(f"Stored {n} assistant call(s)")
+
+
+def _audit_entries():
+    """Every audit entry, in chain order, a page at a time."""
+    from clinfm.govern.audit import list_entries
+
+    seq = 0
+    while page := list_entries(since_seq=seq, limit=1000):
+        yield from page
+        seq = page[-1].seq
 
 
 def retrain(

@@ -1,7 +1,9 @@
 """The clinical assistant monitored like a model: one typed record per audited call (verifier, abstention,
 latency, tokens, the clinician's rating), aggregated per monitoring window and judged by the same policy.
 
-A record carries no text of the call (no prompt, answer or note): only ids, counts and times.
+A record carries no text of the call (no prompt, answer or note): only ids, counts and times. Records come from
+JSON Lines (:func:`read_calls`) or from the governance audit log's ``assist.answer`` entries
+(:func:`calls_from_audit`), which ``clinfm.assist`` writes for every call.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +91,34 @@ def read_calls(path: str | Path) -> list[AssistantCall]:
     return out
 
 
+AUDIT_ACTION = "assist.answer"
+"""The audit entry ``clinfm.assist`` leaves per call (details: token counts, statements kept and removed by the
+verifier, abstention, latency; hashes, never text)."""
+
+
+def calls_from_audit(entries: Iterable[Any]) -> list[AssistantCall]:
+    """Assistant calls from governance audit entries (``clinfm.govern.audit.AuditRecord``); entries of other
+    actions are skipped. An ``assist.answer`` entry lacking a field it must carry is refused, naming it."""
+    out = []
+    for e in entries:
+        if e.action != AUDIT_ACTION:
+            continue
+        d = e.details
+        try:
+            kept, removed = int(d["statements_kept"]), int(d["statements_removed"])
+            t = dt.datetime.fromisoformat(e.timestamp)
+            out.append(AssistantCall(
+                call_id=f"audit-{e.seq}", time=t.astimezone(dt.UTC).replace(tzinfo=None) if t.tzinfo else t,
+                latency_ms=float(d["latency_ms"]),
+                tokens=int(d.get("prompt_tokens") or 0) + int(d.get("completion_tokens") or 0),
+                statements=kept + removed, removed=removed, abstained=bool(d.get("abstained")),
+                assistant_version=e.model_version_id or "assistant",
+            ))  # fmt: skip
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"audit entry {e.seq} ({AUDIT_ACTION}) is not a usable assistant call: {exc!r}") from None
+    return out
+
+
 def assistant_window(calls: Sequence[AssistantCall]) -> AssistantWindow:
     if not calls:
         return AssistantWindow(0, None, None, None, None, 0, None)
@@ -133,4 +164,7 @@ def assistant_alerts(
     return out
 
 
-__all__ = ["AssistantCall", "AssistantWindow", "assistant_alerts", "assistant_window", "read_calls"]
+__all__ = [
+    "AUDIT_ACTION", "AssistantCall", "AssistantWindow", "assistant_alerts", "assistant_window", "calls_from_audit",
+    "read_calls",
+]  # fmt: skip
