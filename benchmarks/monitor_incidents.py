@@ -85,7 +85,7 @@ def main(dataset: Path | None, drift_at: dt.datetime, task: str = "new_stroke") 
     out: dict = {
         "dataset": str(dataset),
         "task": task,
-        "window": str(policy.window),
+        "window": f"{policy.window.days} days",
         "drift_at": drift_at.isoformat(),
     }
 
@@ -95,11 +95,15 @@ def main(dataset: Path | None, drift_at: dt.datetime, task: str = "new_stroke") 
     out["clean"] = _summary(s) | {"legacy_code_alerts": legacy}
     out["clean"]["ratio_legacy_alerts_to_incidents"] = round(legacy / max(len(s.incidents), 1), 1)
 
-    key = (
-        next(iter(s.reference.get("missing") or {}), None)
-        or s.reference["codes"]
-        and next(iter(s.reference["codes"]))
+    # a task the design was not developed on, same data and policy
+    other = replay(dataset, None, "new_coronary_disease", start, end, every, tmp / "other.db", policy=policy)
+    out["clean_new_coronary_disease"] = _summary(
+        monitor_report(other.model_version, tmp / "other.db", policy)
     )
+
+    # the drill renames the model's most important code (its first key input), else its most frequent one
+    key_inputs = list(s.reference.get("missing") or {})
+    key = key_inputs[0] if key_inputs else next(c for c in s.reference["codes"] if c != D.OTHER)
     drill = inject_drift(dataset, tmp / "drill", drift_at, rename={key: f"{key}-V2"})
     drifted = replay(drill, None, task, start, end, every, tmp / "drill.db", policy=policy)
     d = monitor_report(drifted.model_version, tmp / "drill.db", policy)
@@ -152,6 +156,10 @@ if __name__ == "__main__":
         f"clean demo replay, {c['windows']} windows of {result['window']}: {c['incidents']} incident(s) from "
         f"{c['alerts']} alert(s) (target <= 8); pre-#22 design in the same run: {c['legacy_code_alerts']} code "
         f"alerts ({c['ratio_legacy_alerts_to_incidents']}x the incidents)"
+    )
+    o = result["clean_new_coronary_disease"]
+    print(
+        f"clean demo replay of new_coronary_disease (not used to develop the design): {o['incidents']} incident(s)"
     )
     print(
         f"demo drill ({dd['renamed']} renamed from {result['drift_at'][:10]}): latency in windows {dd['latency_windows']}"
