@@ -12,22 +12,27 @@ from clinfm.serve.wiring import optional_module
 
 
 class SessionDdx:
-    def __init__(self, session: Any, kb: Any) -> None:
-        self._session, self.kb = session, kb
+    def __init__(self, session: Any, kb: Any, record: Any) -> None:
+        self._session, self.kb, self._record = session, kb, record
 
     def start(self, age: int | None, sex: str | None, initial_evidence: str | None, answers: dict[str, Any],
-              budget: int | None) -> Any:  # fmt: skip
+              budget: int | None, subject: Any = None) -> Any:  # fmt: skip
         try:
-            state = self._session.start_session(age, sex, initial_evidence, self.kb, budget=budget)
+            record = None
+            if subject is not None:
+                found = self._record.summarize_record(self.kb, subject)
+                record, sex = found.findings, sex or found.sex
+                age = age if age is not None else found.age
+            state = self._session.start_session(age, sex, initial_evidence, self.kb, budget=budget, record=record)
             for evidence_id, value in answers.items():
                 state = self._session.answer(state, evidence_id, value, self.kb)
         except (KeyError, ValueError) as exc:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
         return state
 
-    def answer(self, state: Any, evidence_id: str, value: Any) -> Any:
+    def answer(self, state: Any, evidence_id: str, value: Any, source: str = "patient") -> Any:
         try:
-            return self._session.answer(state, evidence_id, value, self.kb)
+            return self._session.answer(state, evidence_id, value, self.kb, source=source)
         except (KeyError, ValueError) as exc:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
 
@@ -57,7 +62,9 @@ def ddx() -> Any:
         kb = load_knowledge_base()
     except (FileNotFoundError, OSError) as exc:
         return Unavailable("differential diagnosis", f"the DDXPlus knowledge base could not be read ({type(exc).__name__})")
-    return SessionDdx(session, kb)
+    from clinfm.reasoning import record
+
+    return SessionDdx(session, kb, record)
 
 
 def treatment() -> Any:
