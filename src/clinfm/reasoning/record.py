@@ -5,7 +5,8 @@
 * ``system`` ``KB``: the codes are the ICD-10 codes the knowledge base gives the named pathology
   (``release_conditions.json``), so a chart that says J45 counts as "Do you have asthma?" because the KB's
   asthma pathology is J45; ``ICD10`` / ``ICD9`` / ``ICD10PCS`` / ``ICD9PROC``: space-separated code prefixes in
-  that vocabulary (an empty list means any code of it);
+  that vocabulary (an empty list means any code of it); ``SNOMED``: whole SNOMED CT concept ids (as OMOP and
+  Synthea/FHIR records carry them);
 * ``window_days``: the code counts only if recorded that many days before the reference time ("surgery in the
   last month", "active cancer"); empty means any time before it.
 
@@ -31,7 +32,9 @@ from clinfm.schema import Event, Subject
 
 MAP_FILE = "data/record_evidence_map.csv"
 VOCABULARIES = {"ICD10": ("ICD10CM", "ICD10"), "ICD9": ("ICD9CM", "ICD9"), "ICD10PCS": ("ICD10PCS",),
-                "ICD9PROC": ("ICD9Proc", "ICD9PROC", "ICD9PCS")}
+                "ICD9PROC": ("ICD9Proc", "ICD9PROC", "ICD9PCS"), "SNOMED": ("SNOMED", "SNOMEDCT")}
+EXACT_SYSTEMS = {"SNOMED"}
+"""SNOMED CT ids are not hierarchical by prefix: those rows match whole codes only."""
 SEX_CODES = {"GENDER//F": "female", "GENDER//M": "male", "SEX//F": "female", "SEX//M": "male"}
 
 
@@ -44,12 +47,15 @@ class CodeRule:
     prefixes: tuple[str, ...]  # () matches every code of the vocabularies
     window_days: int | None
     note: str
+    exact: bool = False
 
     def matches(self, code: str) -> bool:
         vocabulary, _, value = code.partition("//")
         if vocabulary not in self.vocabularies or not value:
             return False
         bare = value.replace(".", "").upper()
+        if self.exact:
+            return bare in self.prefixes
         return not self.prefixes or bare.startswith(self.prefixes)
 
 
@@ -94,7 +100,8 @@ def _rules(kb_version: str, text: str, kb_icd10: tuple[tuple[str, str, str], ...
         else:
             raise ValueError(f"record map line {line}: system {system!r} is not one of KB, {', '.join(VOCABULARIES)}")
         window = row.get("window_days", "").strip()
-        rules.append(CodeRule(eid, vocabularies, prefixes, int(window) if window else None, row.get("note", "")))
+        rules.append(CodeRule(eid, vocabularies, prefixes, int(window) if window else None, row.get("note", ""),
+                              system in EXACT_SYSTEMS))
     return tuple(rules)
 
 
