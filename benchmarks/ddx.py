@@ -6,7 +6,7 @@ reliability diagram PNG), for the engine's answer model against the baseline mea
 taken as certain, stop at 0.9: the engine before issue 21) and a random-question policy.
 
 ``--fit`` first fits the answer model (noise rates, temperature, threshold) on the *tuning* seed and writes it
-to the packaged ``reasoning/data/ddx_answer_model.json``; the reported figures always come from the *evaluation*
+to the packaged ``clinfm/defaults/ddx/answer-model.json``; the reported figures always come from the *evaluation*
 seed, whose cases the fit never saw. Targets (evaluation cases): top-1 >= 0.96 clean, >= 0.92 noisy,
 >= 0.80 incomplete, ECE <= 0.05 per kind.
 """
@@ -17,7 +17,6 @@ import argparse
 import sys
 import time
 from dataclasses import replace
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_result  # noqa: E402
 
+from clinfm.defaults import packaged  # noqa: E402
 from clinfm.reasoning.answer_model import EXACT, load_answer_model  # noqa: E402
 from clinfm.reasoning.calibration import MAX_ECE, TARGETS, fit_answer_model, plot_reliability, reliability  # noqa: E402
 from clinfm.reasoning.knowledge import load_knowledge_base  # noqa: E402
@@ -43,7 +43,7 @@ def main(n_cases: int = 1000, tune_seed: int = TUNE_SEED, eval_seed: int = EVAL_
         tuning = {k: sample_cases(kb, n_cases, tune_seed + i, k) for i, k in enumerate(KINDS)}
         model, _ = fit_answer_model(kb, tuning, budget)
         model = replace(model, fitted_on={**model.fitted_on, "tune_seeds": [tune_seed + i for i in range(len(KINDS))]})
-        target = Path(str(resources.files("clinfm.reasoning").joinpath("data/ddx_answer_model.json")))
+        target = packaged("ddx/answer-model.json")
         target.write_text(model.to_json())
         print(f"fitted answer model written to {target}")
     model = load_answer_model()
@@ -121,6 +121,6 @@ if __name__ == "__main__":
     parser.add_argument("--eval-seed", type=int, default=EVAL_SEED)
     parser.add_argument("--budget", type=int, default=15)
     parser.add_argument("--fit", action="store_true", help="refit the packaged answer model on the tuning seed first")
-    parser.add_argument("--data-dir", default=None, help="DDXPlus folder (default: the resolver's)")
+    parser.add_argument("--data-dir", default=None, help="DDXPlus folder (default: $CLINFM_DDXPLUS_DIR, else the packaged copy)")
     args = parser.parse_args()
     main(args.cases, args.tune_seed, args.eval_seed, args.budget, args.fit, args.data_dir)

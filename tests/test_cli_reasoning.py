@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 
 from clinfm.cli import app
 
-from .conftest import SHARED_DATA, require
 
 runner = CliRunner()
 
@@ -22,7 +21,6 @@ def test_treatment_check_flags_a_known_interaction_and_renal_dose():
 
 
 def test_ddx_interview_in_the_terminal():
-    require(SHARED_DATA / "ddxplus")
     answers = "45\nmale\nchest pain\n1\n" + "1\n" * 5
     result = runner.invoke(app, ["ddx", "--budget", "5"], input=answers)
     assert result.exit_code == 0, result.output
@@ -35,7 +33,6 @@ def test_ddx_reads_the_record_and_never_asks_it_again(tmp_path):
     from clinfm import schema
     from tests.tasks.synthetic import write_dataset
 
-    require(SHARED_DATA / "ddxplus")
     rows = [(5, None, "GENDER//M"), (5, dt.datetime(1970, 1, 1), schema.BIRTH),
             (5, dt.datetime(2020, 1, 1), "ICD10CM//J44.1"), (5, dt.datetime(2021, 1, 1), "SNOMED//449868002")]
     data = write_dataset(tmp_path / "meds", rows)

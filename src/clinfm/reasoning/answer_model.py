@@ -22,8 +22,8 @@ Two layers turn the DDXPlus table into answer likelihoods.
    to trust the answers.
 
 The rates, profile weights, the calibration temperature and the stopping threshold live in a JSON file
-(packaged default ``data/ddx_answer_model.json``, fitted by ``benchmarks/ddx.py --fit`` on tuning cases;
-``$CLINFM_DDX_ANSWER_MODEL`` or an explicit path overrides it).
+(packaged default ``clinfm/defaults/ddx/answer-model.json``, fitted by ``benchmarks/ddx.py --fit`` on tuning
+cases; ``$CLINFM_DDX_ANSWER_MODEL`` or an explicit path overrides it, through ``clinfm.defaults.resolve``).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
+from clinfm.defaults import resolve
 from clinfm.reasoning.knowledge import KnowledgeBase
 
 ENV_VAR = "CLINFM_DDX_ANSWER_MODEL"
@@ -122,16 +122,12 @@ EXACT = AnswerModel((AnswerProfile("exact", 1.0),), source="exact", version="exa
 
 def load_answer_model(path: str | Path | None = None) -> AnswerModel:
     """The answer model: ``path``, else ``$CLINFM_DDX_ANSWER_MODEL``, else the packaged fitted default."""
-    chosen = path or os.environ.get(ENV_VAR)
-    if chosen:
-        source = Path(chosen).expanduser()
-        if not source.is_file():
-            raise FileNotFoundError(f"answer model file {source} does not exist (from {'argument' if path else ENV_VAR})")
-        text, where = source.read_text(), str(source)
-    else:
-        text = resources.files("clinfm.reasoning").joinpath("data/ddx_answer_model.json").read_text()
-        where = "packaged:clinfm/reasoning/data/ddx_answer_model.json"
-    return parse_answer_model(text, where)
+    source = resolve("ddx_answer_model", path)
+    if not source.is_file():
+        raise FileNotFoundError(f"answer model file {source} does not exist (from "
+                                f"{'the argument' if path else ENV_VAR if os.environ.get(ENV_VAR) else 'the package'})")
+    where = str(source) if (path or os.environ.get(ENV_VAR)) else "packaged:clinfm/defaults/ddx/answer-model.json"
+    return parse_answer_model(source.read_text(), where)
 
 
 @lru_cache(maxsize=16)

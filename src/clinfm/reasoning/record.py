@@ -1,6 +1,6 @@
 """The patient's record as evidence: antecedents and known conditions read from a MEDS timeline.
 
-``data/record_evidence_map.csv`` maps record codes to DDXPlus evidences, one row per (evidence, vocabulary):
+``clinfm/defaults/ddx/record-evidence-map.csv`` (or ``$CLINFM_DDX_RECORD_MAP``) maps record codes to DDXPlus evidences, one row per (evidence, vocabulary):
 
 * ``system`` ``KB``: the codes are the ICD-10 codes the knowledge base gives the named pathology
   (``release_conditions.json``), so a chart that says J45 counts as "Do you have asthma?" because the KB's
@@ -24,13 +24,12 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
+from clinfm.defaults import resolve
 from clinfm.reasoning.knowledge import KnowledgeBase
 from clinfm.reasoning.models import AnsweredEvidence
 from clinfm.schema import Event, Subject
 
-MAP_FILE = "data/record_evidence_map.csv"
 VOCABULARIES = {"ICD10": ("ICD10CM", "ICD10"), "ICD9": ("ICD9CM", "ICD9"), "ICD10PCS": ("ICD10PCS",),
                 "ICD9PROC": ("ICD9Proc", "ICD9PROC", "ICD9PCS"), "SNOMED": ("SNOMED", "SNOMEDCT")}
 EXACT_SYSTEMS = {"SNOMED"}
@@ -71,7 +70,7 @@ class RecordSummary:
 def load_code_rules(kb: KnowledgeBase, text: str | None = None) -> tuple[CodeRule, ...]:
     """The mapping table (packaged default), checked against the knowledge base: every evidence must be a
     yes/no evidence of it and every ``KB`` row a pathology of it."""
-    text = text if text is not None else resources.files("clinfm.reasoning").joinpath(MAP_FILE).read_text()
+    text = text if text is not None else resolve("ddx_record_map").read_text()
     return _rules(kb.version, text, _kb_icd10(kb))
 
 
