@@ -63,7 +63,8 @@ def plot_reliability(curves: dict[str, Reliability], path: str | Path, title: st
     for name, r in curves.items():
         ax.plot(r.confidence, r.accuracy, marker="o", label=f"{name} (ECE {r.ece:.3f}, n={sum(r.count)})")
     ax.set(xlabel="stopping posterior of the leading pathology", ylabel="share right (top-1)", xlim=(0, 1),
-           ylim=(0, 1), title=title)
+           ylim=(0, 1))
+    ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path = Path(path)

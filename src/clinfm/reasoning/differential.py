@@ -23,7 +23,7 @@ import numpy as np
 from clinfm.reasoning import answer_model as am
 from clinfm.reasoning.answer_model import AnswerModel, load_answer_model
 from clinfm.reasoning.knowledge import KnowledgeBase, load_knowledge_base
-from clinfm.reasoning.models import AnsweredEvidence, AnswerValue, Candidate, DifferentialResult, Finding
+from clinfm.reasoning.models import AnsweredEvidence, AnswerSource, AnswerValue, Candidate, DifferentialResult, Finding
 
 TOP_K = 5
 CANT_MISS_THRESHOLD = 0.01
@@ -45,7 +45,8 @@ ASSUMPTIONS = [
 
 # --- answers ----------------------------------------------------------------------------------------------------
 
-def parse_answer(kb: KnowledgeBase, evidence_id: str, value: AnswerValue, source: str = "patient") -> AnsweredEvidence:
+def parse_answer(kb: KnowledgeBase, evidence_id: str, value: AnswerValue,
+                 source: AnswerSource = "patient") -> AnsweredEvidence:
     """Validate an answer against the evidence's type and values; say whether it means 'present'."""
     ev = kb.evidence(evidence_id)
     if isinstance(value, str) and value.strip().lower() in (DONT_KNOW, "dont know", "unknown"):
@@ -85,7 +86,7 @@ def _value_code(value: AnswerValue, meanings: dict[str, str]) -> str:
 
 # --- the posterior ----------------------------------------------------------------------------------------------
 
-def dont_know(kb: KnowledgeBase, evidence_id: str, source: str = "patient") -> AnsweredEvidence:
+def dont_know(kb: KnowledgeBase, evidence_id: str, source: AnswerSource = "patient") -> AnsweredEvidence:
     """A "don't know" answer: it moves the posterior as P(don't know | d) says (a patient rarely doesn't know
     a finding they lack, more often one they have)."""
     ev = kb.evidence(evidence_id)

@@ -16,7 +16,14 @@ from pydantic import BaseModel
 from clinfm.reasoning.answer_model import AnswerModel, calibrated, load_answer_model, mixture_log_posterior
 from clinfm.reasoning.differential import DONT_KNOW, differential, joint_log_posterior, normalize, parse_answer
 from clinfm.reasoning.knowledge import KnowledgeBase, find_evidences, load_knowledge_base
-from clinfm.reasoning.models import AnsweredEvidence, AnswerValue, DifferentialResult, Explanation, SessionState
+from clinfm.reasoning.models import (
+    AnsweredEvidence,
+    AnswerSource,
+    AnswerValue,
+    DifferentialResult,
+    Explanation,
+    SessionState,
+)
 from clinfm.reasoning.questions import askable_mask, next_question, stop_reason
 
 
@@ -50,7 +57,7 @@ def start_session(age: int | None = None, sex: str | None = None, initial_eviden
 
 
 def answer(state: SessionState, evidence_id: str, value: AnswerValue, kb: KnowledgeBase | None = None, *,
-           source: str = "patient", model: AnswerModel | None = None) -> SessionState:
+           source: AnswerSource = "patient", model: AnswerModel | None = None) -> SessionState:
     """Record an answer (yes/no, a value code or meaning, a list for multi-choice, or "don't know") and
     recompute the differential. An earlier answer to the same evidence, one from the record included, is
     replaced: ``source="clinician"`` marks an override the engine then takes as true."""
