@@ -42,5 +42,6 @@ def test_ddx_reads_the_record_and_never_asks_it_again(tmp_path):
     assert "from the record" in result.output and "chronic obstructive pulmonary disease" in result.output.lower()
     assert "Age in years" not in result.output and "Do you smoke cigarettes?" in result.output
     assert "Do you smoke cigarettes? (number" not in result.output  # shown from the record, never asked
+    assert "patients may deny a finding they have" in result.output  # scored with the answer-noise model
     bad = runner.invoke(app, ["ddx", "--record", str(data)])
     assert bad.exit_code == 2 and "go together" in bad.output
