@@ -134,7 +134,7 @@ class DdxStart(Body):
         default_factory=dict, max_length=300, description="Answers already known: evidence id -> value"
     )
     budget: Int(ge=1, le=300) | None = Field(None, description="Most questions to ask")  # type: ignore[valid-type]
-    subject_id: SubjectId | None = Field(
+    subject_id: SubjectId | None = Field(  # type: ignore[valid-type]
         None, description="A subject of the store: antecedents and conditions from its record enter as findings "
                           "'from the record' (never asked; answer the evidence to override), with its sex and age "
                           "when the request leaves them out")
