@@ -31,7 +31,8 @@ class IngestTask:
     stop: int | None = None
     options: tuple[tuple[str, object], ...] = ()
 
-    def option(self, name: str, default: object = None) -> object:
+    def option(self, name: str, default: Any = None) -> Any:
+        """A source-specific setting of this task (options are plain values: paths, sizes, flags)."""
         return dict(self.options).get(name, default)
 
 
