@@ -22,6 +22,7 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 
+from clinfm.deid.lexicon import clinical_words, could_be_name, is_name_word, is_plain_word
 from clinfm.deid.recognizers import clinical_recognizers
 from clinfm.deid.recognizers.address import STATE_ABBREVIATIONS, STATE_NAMES
 from clinfm.deid.recognizers.date import MONTH
@@ -56,10 +57,11 @@ PRESIDIO_LABELS = {
     "UUID": "OTHER_ID",
 }
 # Presidio's predefined recognizers we keep. Dropped: UsBank/UsLicense/UsPassport/Nhs (bare digit runs, far too
-# many false hits on lab values and MRNs), DateRecognizer and MedicalLicense (ours are stricter), MacAddress (ours).
+# many false hits on lab values and MRNs), DateRecognizer, MedicalLicense and UrlRecognizer (ours, WebAddressRecognizer, is stricter: its
+# bare-domain rule took "TODAY.FI" and "380CC.NO", sentence ends without a space, for web addresses), MacAddress.
 KEPT_PRESIDIO_RECOGNIZERS = frozenset({
     "CreditCardRecognizer", "UsSsnRecognizer", "CryptoRecognizer", "EmailRecognizer", "IbanRecognizer",
-    "IpRecognizer", "PhoneRecognizer", "UrlRecognizer", "SpacyRecognizer", "UsItinRecognizer", "UuidRecognizer",
+    "IpRecognizer", "PhoneRecognizer", "SpacyRecognizer", "UsItinRecognizer", "UuidRecognizer",
 })  # fmt: skip
 NER_RECOGNIZER = "SpacyRecognizer"
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IL", "IN", "BR")
@@ -426,7 +428,7 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
             return None
         if all(w.isupper() and len(w) <= 4 for w in words) or value.lower() in NOT_NAME:
             return None
-        return start, end
+        return (start, end) if _lexicon_supports_name(words) else None
     if label == "ADDRESS":
         if (
             value.lower().strip(".") in _NOT_PLACES | NOT_NAME
@@ -434,8 +436,10 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
             or not value[:1].isupper()
         ):
             return None
-        if value.isupper() and len(value) <= 4:
-            return None
+        if value.isupper() or _uncased(value) or any(_word_core(w) in clinical_words() for w in value.split()):
+            return None  # in capitals the small model calls half the clinical words places
+        if not (_PLACE_BEFORE.search(text, max(0, start - 24), start) or _PLACE_AFTER.match(text, end)):
+            return None  # a town is written where a place goes: "lives in X", "from X", "X, MA"
         return start, end
     if label == "DATE":
         # Durations, times and bare years ("3 days", "10:00", "2019") are not PHI: need a month and a number.
@@ -445,6 +449,36 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
         numbers = [m for m in re.finditer(rf"{MONTH}\.?|\d+(?:st|nd|rd|th)?", value)]
         return start + numbers[0].start(), start + numbers[-1].end()
     return start, end
+
+
+_PLACE_BEFORE = re.compile(
+    r"(?i:\b(?:in|from|to|at|near|of|outside|lives|living|resides|moved|born|town|city|village|county|visiting))"
+    r"[ \t]+(?:the[ \t]+)?$"
+)
+_PLACE_AFTER = re.compile(r",?[ \t]+(?:[A-Z]{2}\b|" + "|".join(STATE_NAMES) + r")")
+
+
+def _word_core(word: str) -> str:
+    return word.strip(".,;:()'’-").lower().removesuffix("'s").removesuffix("’s")
+
+
+def _uncased(value: str) -> bool:
+    letters = [ch for ch in value if ch.isalpha()]
+    return bool(letters) and (all(ch.isupper() for ch in letters) or all(ch.islower() for ch in letters))
+
+
+def _lexicon_supports_name(words: list[str]) -> bool:
+    """Whether the words of a statistical PERSON span read as a name: none a clinical word; in capitals (where case
+    says nothing) a lexicon name among them and nothing but name-like words; in mixed case not all plain words."""
+    cores = [_word_core(w) for w in words]
+    full = [c for c in cores if len(c) > 1]
+    if not full or any(c in clinical_words() for c in full):
+        return False
+    if _uncased(" ".join(words)):
+        return any(is_name_word(c, common=5.0) for c in full) and all(
+            is_name_word(c, common=5.0) or could_be_name(c, common=3.0) for c in full
+        )
+    return not all(is_plain_word(c) for c in full)
 
 
 def label_counts(spans: Iterable[Span]) -> Counter:

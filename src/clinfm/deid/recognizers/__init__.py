@@ -16,6 +16,7 @@ from clinfm.deid.recognizers.mrn import MRNRecognizer
 from clinfm.deid.recognizers.name import ClinicalNameRecognizer
 from clinfm.deid.recognizers.phone import PhoneFaxRecognizer
 from clinfm.deid.recognizers.ssn import SSNRecognizer
+from clinfm.deid.recognizers.url import WebAddressRecognizer
 from clinfm.deid.recognizers.vehicle import VehicleIdRecognizer
 
 RECOGNIZER_CLASSES: tuple[type[GroupPatternRecognizer], ...] = (
@@ -33,6 +34,7 @@ RECOGNIZER_CLASSES: tuple[type[GroupPatternRecognizer], ...] = (
     SSNRecognizer,
     OtherIdRecognizer,
     BiometricIdRecognizer,
+    WebAddressRecognizer,
 )
 
 

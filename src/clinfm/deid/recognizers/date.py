@@ -3,6 +3,8 @@ and "3/14" when a date cue precedes it (fractions such as "5/5 strength" or "1/2
 
 from __future__ import annotations
 
+import re
+
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 
 MONTHS = [
@@ -59,13 +61,39 @@ _CUE = (
 )
 
 
+_LOWER_MONTH = r"(?:january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)"
+# "01MAR1922", "02JUL2022", "15Mar21": day, month abbreviation and year with no separator (any case).
+COMPACT_DMY = rf"{_D}(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:{_Y}|\d{{2}})"
+# Month/day without a year: what just before or after it says it is a score, a fraction, a ratio or a setting.
+_NOT_DATE_BEFORE = re.compile(
+    r"(?i)(?:\b(?:bp|sbp|dbp|abp|nbp|map|pa|pap|cvp|pcwp|ps|psv|peep|cpap|bipap|a/c|ac|simv|imv|vent|settings?"
+    r"|gcs|apgar|grade|gr|strength|str|murmur|sem|hsm|pulses?|edema|reflexes|dtrs?|pain|cp|c/o|ha|rates?|scale"
+    r"|score|ratio|i:e|ie|sats?|o2|fio2|wean(?:ed|ing)?|dose|doses|x|q|qty|mg|mcg|tabs?|units|ns|lr|d5)\b"
+    r"|[x*+-])[ \t]*(?:at|of|to|from|is|=|:|,)?[ \t]*(?:\d+[ \t]*)?$"
+)
+_NOT_DATE_AFTER = re.compile(
+    r"(?i)^[ \t]*(?:%|\+|'s|[-x*]\d|(?:murmur|sem|hsm|strength|str|pain|cpain|ns|lr|dose|tabs?|tablets?|amp|amps"
+    r"|units?|u\b|mg|mcg|meq|ml|cc|l\b|hours?|hrs?|h\b|min|mins|minutes?|days?|d\b|wks?|weeks?|months?|yrs?"
+    r"|years?|times|x\b|bpm|breaths|cmh2o|cm|mm|peep|ps|psv|bipap|cpap|fio2|sat|o2|lpm|l/min|vent|ac\b|edema"
+    r"|pulses?|reflexes|scale|score|ratio|strength|of\b|ths|rds|nds)\b)"
+)
+_COMMON_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "1/5", "2/5", "3/5", "4/5"})
+_STRONG_CUE = re.compile(
+    r"(?i)\b(?:on|since|dated|dos|admitted|adm|discharged|d/c'?d|started|stopped|due|scheduled|dob|born|until"
+    r"|thru|through|last|lbm|appt|visit|surgery)[ \t]*:?[ \t]*$"
+)
+
+
 class ClinicalDateRecognizer(GroupPatternRecognizer):
     """Day-level and month-level dates; a year on its own is not PHI and is never matched."""
 
     CONTEXT = ("date", "dob", "admitted", "discharged", "on")
     PATTERNS = (
         GroupPattern(
-            "mdy", rf"(?<![\d/.])(?P<phi>{_M}(?P<s>[/-]){_D}(?P=s)(?:{_Y}|\d{{2}}))(?![\d/]|-\d)", 0.9, "DATE"
+            "mdy",
+            rf"(?<![\d/.xX*])(?P<phi>{_M}(?P<s>[/-]){_D}(?P=s)(?:{_Y}|\d{{2}}))(?![\d/%]|-\d|[ \t]*%)",
+            0.9,
+            "DATE",
         ),
         GroupPattern("mdy_dot", rf"(?<![\d.])(?P<phi>{_M}\.{_D}\.{_Y})(?![\d.])", 0.85, "DATE"),
         GroupPattern(
@@ -94,6 +122,26 @@ class ClinicalDateRecognizer(GroupPatternRecognizer):
         GroupPattern(
             "md_cue", rf"\b{_CUE}\s*(?P<phi>{_M}/{_D})(?![\d/]|\.\d|\s*(?:strength|pain|tab|mg))", 0.8, "DATE"
         ),
+        # Real notes write month/day bare ("CCU 9/7", "LBM 11/4", "8/25 @2330"): taken unless its context says
+        # score, fraction, ratio or ventilator setting (see `_month_day_in_context`).
+        GroupPattern("md_bare", rf"(?<![\w/.:+*#$-])(?P<phi>{_M}/{_D})(?![\w/]|[.,:]\d)", 0.6, "DATE"),
+        GroupPattern(
+            "m_yy", r"(?<![\w/.:+*#$-])(?P<phi>(?:0?[1-9]|1[0-2])/(?:[4-9]\d|3[2-9]))(?![\w/%]|[.,:]\d)", 0.6, "DATE"
+        ),
+        GroupPattern("compact_dmy", rf"(?<![A-Za-z0-9])(?P<phi>{COMPACT_DMY})(?![A-Za-z0-9])", 0.9, "DATE"),
+        GroupPattern(
+            "lower_mon_d_y",
+            rf"\b(?P<phi>{_LOWER_MONTH}\.?[ \t]+{_D}{_ORD}?,?[ \t]+{_Y})\b",
+            0.85,
+            "DATE",
+        ),
+        GroupPattern("lower_mon_y", rf"\b(?P<phi>{_LOWER_MONTH}\.?,?[ \t]+(?:of[ \t]+)?{_Y})\b", 0.8, "DATE"),
+        GroupPattern(
+            "ordinal_day",
+            rf"(?i:\bon[ \t]+the|\bof[ \t]+the)[ \t]+(?P<phi>{_D}{_ORD})\b(?![ \t]*(?i:time|degree|day|dose|floor|grade|trimester|percentile|rib|intercostal|icu|cycle|week|month))",
+            0.7,
+            "DATE",
+        ),
         GroupPattern(
             "md_line",
             rf"(?m)^\s*(?P<phi>{_M}/{_D})(?=\s*[:\-]|\s+@|\s+\d{{1,2}}:\d{{2}}|\s+\d{{4}}h?\b)",
@@ -110,3 +158,24 @@ class ClinicalDateRecognizer(GroupPatternRecognizer):
             month, day = value.split("/")
             return month != day  # "5/5", "10/10" are scores
         return True
+
+    def refine(self, text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+        if pattern.name in ("md_bare", "m_yy", "md_cue") and not _month_day_in_context(text, start, end):
+            return None
+        return start, end, pattern.entity
+
+
+def _month_day_in_context(text: str, start: int, end: int) -> bool:
+    """Whether a bare "m/d" reads as a date here rather than a score (pain 7/10, 2/6 murmur, strength 5/5), a
+    fraction (1/2 NS), a ratio or a ventilator setting (PS 10/5, 600x12/5/40%)."""
+    value = text[start:end]
+    line_start = text.rfind("\n", 0, start) + 1
+    before = text[max(line_start, start - 30) : start]
+    after = text[end : end + 16]
+    if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
+        return False
+    month, day = value.split("/")
+    if value in _COMMON_FRACTIONS or month == day or day in ("10", "6", "4", "5") and int(month) <= int(day):
+        # "1/2", "5/5", "7/10", "2/6" and "2/4" are mostly fractions and scores: a date only after a strong cue
+        return bool(_STRONG_CUE.search(before))
+    return True

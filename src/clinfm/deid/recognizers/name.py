@@ -8,6 +8,7 @@ from functools import lru_cache
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from clinfm.deid.lexicon import could_be_name, is_name_word, is_plain_word, name_lexicon, zipf
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 
 _CAP = r"[A-Z][A-Za-z'\u00C0-\u017F-]+"
@@ -34,6 +35,23 @@ _HEADER = (
     r"|Guarantor|Subscriber|Insured|Next\s+of\s+kin|NOK|Witness|Consultant|Consulting|Covering|Translator|Preceptor)"
 )
 _STAFF = r"(?:RN|NP|PA|LPN|CNA|RD|SW|RT|LNA|CNM)"
+# Any-case building blocks for real notes ("dr vasquez", "DTR SUZETTE", "q. lander rrt", "Ó Briain", "van der Berg").
+_L = "A-Za-z\u00C0-\u024F"
+_WORD = rf"[{_L}][{_L}'’-]*"
+_PARTICLE = r"(?i:van|von|der|den|de|del|della|di|da|du|la|le|st\.?|o'|mac|bin|ibn|al|el|dos|das|ter|ten)"
+_ANY_FULL = rf"{_WORD}(?:[ \t]+(?:[{_L}]\.?(?![{_L}])|{_PARTICLE}(?=[ \t])|{_WORD})){{0,3}}"
+_ANY_TITLE = r"(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof)"
+_ANY_RELATIVE = (
+    r"(?i:daughter|dtr|dau|son|wife|husband|hubby|spouse|partner|mother|mom|father|dad|sister|sis|brother|bro"
+    r"|grandson|granddaughter|grandaughter|grandmother|grandfather|niece|nephew|aunt|uncle|cousin|friend"
+    r"|neighbou?r|caregiver|guardian|fianc[eé]e?|boyfriend|girlfriend|hcp|proxy|poa|step\s?daughter|step\s?son"
+    r"|daughter-in-law|son-in-law|sister-in-law|brother-in-law)"
+)
+# Credentials that close a signature line, any case: "EARL N. RAND, RRT", "q. lander rrt", "Bernard Foley CRT".
+_SIGN_CREDENTIAL = (
+    r"(?i:RRT|CRT|RT|RN|BSN|CCRN|LPN|LNA|CNA|NP|ANP|FNP|PA-C|PA|MD|M\\.D\\.|DO|MSW|LICSW|LCSW|SW|PT|OT|SLP|RD"
+    r"|PharmD|RPh|SRNA|CRNA|SN|MS|PhD)"
+)
 # Words a capitalised run after a cue may contain that are not part of a name.
 NOT_NAME = {
     "the",
@@ -306,6 +324,40 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             "NAME",
         ),
         GroupPattern(
+            "any_title",
+            rf"(?<![{_L}]){_ANY_TITLE}(?![{_L}])\.?[ \t]*(?P<phi>{_ANY_FULL})",
+            0.85,
+            "NAME",
+        ),
+        GroupPattern(
+            "any_relative",
+            rf"(?<![{_L}]){_ANY_RELATIVE}(?![{_L}])(?:'s)?[ \t]*(?:[,:(][ \t]*|[ \t](?i:is|named|was)[ \t]+)?"
+            rf"(?:{_ANY_TITLE}\.?[ \t]+)?(?P<phi>{_ANY_FULL})",
+            0.8,
+            "NAME",
+        ),
+        GroupPattern(
+            "signature",
+            rf"(?m)(?:^|[.!?;:)]|[ \t]{{2}})[ \t]*(?P<phi>(?:[{_L}]\.[ \t]*)?{_WORD}(?:[ \t]+[{_L}]\.?)?(?:[ \t]+{_WORD}){{0,2}}"
+            rf"|[{_L}]\.[ \t]*{_WORD}),?[ \t]+{_SIGN_CREDENTIAL}\.?[ \t]*(?=$|[ \t]{{2}}|\d)",
+            0.85,
+            "NAME",
+        ),
+        GroupPattern(
+            "spoke_with",
+            rf"(?<![{_L}])(?i:spoke|spoken|talked|discussed|met|conferred|meeting|consulted|reviewed)[ \t]+(?i:with)[ \t]+"
+            rf"(?:(?i:staff|ho|resident|intern|fellow|attending|rn|np|pa)[ \t]+)?(?P<phi>{_ANY_FULL})",
+            0.75,
+            "NAME",
+        ),
+        GroupPattern(
+            "staff_any",
+            rf"(?<![{_L}])(?i:house[ \t]+staff|ho|resident|intern|fellow|attending|rn|np|pa)(?![{_L}])[ \t]+(?P<phi>{_ANY_FULL})",
+            0.75,
+            "NAME",
+        ),
+        GroupPattern("family", rf"(?<![{_L}])(?P<phi>{_WORD})[ \t]+(?i:family)\b", 0.75, "NAME"),
+        GroupPattern(
             "signed_by",
             rf"\b(?i:{_BY})\s*[:\-]?\s*(?:{_TITLE}\.?\s+)?(?P<phi>{_LAST_FIRST}|{_FULL})",
             0.85,
@@ -335,6 +387,8 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
     )
 
     def refine(self, text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+        if pattern.name in _LEXICON_PATTERNS:
+            return _refine_by_lexicon(text, start, end, pattern)
         tokens = list(re.finditer(r"\S+", text[start:end]))
         kept = []
         for tok in tokens:
@@ -351,9 +405,97 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             return None
         if pattern.name == "header" and len(kept) == 1 and kept[0].group().isupper() and len(first) <= 4:
             return None  # "Patient: CHF" / "cc: ED" are abbreviations
+        if _uncased(text[start : start + kept[-1].end()]) and all(
+            is_plain_word(t.group()) for t in kept if len(t.group().strip(".,")) > 1
+        ):
+            return None  # in capitals, "PA LINE PLACED" and "SEDATION WEANED" are not names
         new_end = start + kept[-1].end()
         while new_end > start and text[new_end - 1] in ",;:'":
             new_end -= 1
         if text[start:new_end].endswith("'s"):
             new_end -= 2
         return start, new_end, pattern.entity
+
+
+_LEXICON_PATTERNS = frozenset({"any_title", "any_relative", "signature", "spoke_with", "staff_any", "family"})
+# How sure the cue is that a name follows: after "dr" even "dr small" is one; after "spoke with" only a known name.
+_FIRST_WORD_RULE = {
+    "any_title": "strong",
+    "signature": "strong",
+    "any_relative": "relative",
+    "spoke_with": "lexicon",
+    "staff_any": "lexicon",
+    "family": "lexicon",
+}
+_TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’.-]*")
+
+
+def _uncased(value: str) -> bool:
+    letters = [ch for ch in value if ch.isalpha()]
+    return bool(letters) and (all(ch.isupper() for ch in letters) or all(ch.islower() for ch in letters))
+
+
+def _first_word_ok(word: str, rule: str) -> bool:
+    core = word.strip(".'’").lower().removesuffix("'s").removesuffix("’s")
+    if core in NOT_NAME or core in STOP_WORDS:
+        return False
+    if rule == "strong":  # a lexicon name even if common ("dr green"), else a rare word ("dr swackhamer")
+        return could_be_name(core, common=3.5) or (core in name_lexicon() and could_be_name(core, common=9))
+    if rule == "relative":
+        return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
+    return is_name_word(core, common=5.0)
+
+
+def _refine_by_lexicon(text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+    """Keep the leading tokens that read as a name: the first after the cue's rule, the rest only while they are
+    initials, particles or name-like words written in the first word's case."""
+    rule = _FIRST_WORD_RULE[pattern.name]
+    tokens = [m for m in _TOKEN.finditer(text, start, end)]
+    kept: list[re.Match[str]] = []
+    words = 0
+    for i, tok in enumerate(tokens):
+        value = tok.group().rstrip(".") if not re.fullmatch(r"[^\W\d_]\.", tok.group()) else tok.group()
+        core = value.rstrip(".").removesuffix("'s").removesuffix("’s")
+        if not core:
+            break
+        if len(core) == 1:  # an initial: kept only with a word after it or before it
+            kept.append(tok)
+            continue
+        if re.fullmatch(_PARTICLE, core) and i + 1 < len(tokens):
+            kept.append(tok)
+            continue
+        if words == 0:
+            if pattern.name == "signature" and not (is_name_word(core) or could_be_name(core, common=3.0)):
+                return None
+            if pattern.name != "signature" and not _first_word_ok(core, rule):
+                break
+        else:
+            first = next(t for t in kept if len(t.group().rstrip(".")) > 1).group()
+            same_case = core.isupper() == first.isupper() and core[0].isupper() == first[0].isupper()
+            if not same_case or not (is_name_word(core) or could_be_name(core, common=2.5)):
+                break
+            if pattern.name == "signature" and not (is_name_word(core) or could_be_name(core, common=3.0)):
+                return None
+        kept.append(tok)
+        words += 1
+        if tok.group().endswith((".", "'s", "’s")) and len(core) > 1:
+            break  # "dr vasquez." / "dr vascuez's meeting": the name ends here
+    while kept and len(kept[-1].group().rstrip(".")) == 1 and words and pattern.name != "signature":
+        kept.pop()  # a trailing initial belongs to what follows
+    while kept and re.fullmatch(_PARTICLE, kept[-1].group()):
+        kept.pop()
+    if not words or not kept:
+        return None
+    if pattern.name == "family" and (len(kept) != 1 or text[kept[0].start()].islower()):
+        return None
+    new_start = kept[0].start()
+    new_end = kept[-1].end()
+    while new_end > new_start and text[new_end - 1] in ".,;:'’-":
+        if text[new_end - 1] == "." and re.fullmatch(r"[^\W\d_]\.", text[new_end - 2 : new_end]) and (
+            new_end - 2 == new_start or not text[new_end - 3].isalpha()
+        ):
+            break  # an initial keeps its dot
+        new_end -= 1
+    if text[new_start:new_end].lower().endswith(("'s", "’s")):
+        new_end -= 2
+    return new_start, new_end, pattern.entity
