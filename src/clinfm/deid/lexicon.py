@@ -99,3 +99,23 @@ def is_plain_word(word: str) -> bool:
     if w in clinical_words():
         return True
     return w not in name_lexicon() and zipf(w) >= RARE_ZIPF
+
+
+def _uncased(value: str) -> bool:
+    letters = [ch for ch in value if ch.isalpha()]
+    return bool(letters) and (all(ch.isupper() for ch in letters) or all(ch.islower() for ch in letters))
+
+
+def reads_as_name(words: list[str]) -> bool:
+    """Whether words found without a strong cue (statistical NER, "X Y, PT") read as a name: none a clinical word,
+    every one name-like, and where case says nothing (capitals, lower case) or the span is one word, a lexicon
+    name among them. "LEFT RADIAL", "Lipase", "Atenolol", "Requesting Miller" are not; "EARL RAND" is."""
+    cores = [_core(w) for w in words]
+    full = [c for c in cores if len(c) > 1]
+    if not full or any(c in clinical_words() for c in full):
+        return False
+    if not all(is_name_word(c, common=5.0) or could_be_name(c, common=3.0) for c in full):
+        return False
+    if _uncased(" ".join(words)) or len(full) == 1:
+        return any(is_name_word(c, common=5.0) for c in full)
+    return True

@@ -22,7 +22,7 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResu
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
 
-from clinfm.deid.lexicon import clinical_words, could_be_name, is_name_word, is_plain_word
+from clinfm.deid.lexicon import clinical_words, reads_as_name
 from clinfm.deid.recognizers import clinical_recognizers
 from clinfm.deid.recognizers.address import STATE_ABBREVIATIONS, STATE_NAMES
 from clinfm.deid.recognizers.date import MONTH
@@ -468,17 +468,8 @@ def _uncased(value: str) -> bool:
 
 
 def _lexicon_supports_name(words: list[str]) -> bool:
-    """Whether the words of a statistical PERSON span read as a name: none a clinical word; in capitals (where case
-    says nothing) a lexicon name among them and nothing but name-like words; in mixed case not all plain words."""
-    cores = [_word_core(w) for w in words]
-    full = [c for c in cores if len(c) > 1]
-    if not full or any(c in clinical_words() for c in full):
-        return False
-    if _uncased(" ".join(words)):
-        return any(is_name_word(c, common=5.0) for c in full) and all(
-            is_name_word(c, common=5.0) or could_be_name(c, common=3.0) for c in full
-        )
-    return not all(is_plain_word(c) for c in full)
+    """Whether the words of a statistical PERSON span read as a name (see `reads_as_name`)."""
+    return reads_as_name(words)
 
 
 def label_counts(spans: Iterable[Span]) -> Counter:

@@ -68,8 +68,8 @@ COMPACT_DMY = rf"{_D}(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)(?:{_Y}
 _NOT_DATE_BEFORE = re.compile(
     r"(?i)(?:\b(?:bp|sbp|dbp|abp|nbp|map|pa|pap|cvp|pcwp|ps|psv|peep|cpap|bipap|a/c|ac|simv|imv|vent|settings?"
     r"|gcs|apgar|grade|gr|strength|str|murmur|sem|hsm|pulses?|edema|reflexes|dtrs?|pain|cp|c/o|ha|rates?|scale"
-    r"|score|ratio|i:e|ie|sats?|o2|fio2|wean(?:ed|ing)?|dose|doses|x|q|qty|mg|mcg|tabs?|units|ns|lr|d5)\b"
-    r"|[x*+-])[ \t]*(?:at|of|to|from|is|=|:|,)?[ \t]*(?:\d+[ \t]*)?$"
+    r"|score|ratio|i:e|ie|sats?|o2|fio2|wean(?:ed|ing)?|qty|ns|lr|d5)\b[ \t]*(?:at|of|to|from|is|=|:|,)?[ \t]*"
+    r"(?:\d+[ \t]*)?|(?<![/\d])\d+[ \t]*[-x*][ \t]*|[+*][ \t]*)$"
 )
 _NOT_DATE_AFTER = re.compile(
     r"(?i)^[ \t]*(?:%|\+|'s|[-x*]\d|(?:murmur|sem|hsm|strength|str|pain|cpain|ns|lr|dose|tabs?|tablets?|amp|amps"
@@ -80,7 +80,7 @@ _NOT_DATE_AFTER = re.compile(
 _COMMON_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "1/5", "2/5", "3/5", "4/5"})
 _STRONG_CUE = re.compile(
     r"(?i)\b(?:on|since|dated|dos|admitted|adm|discharged|d/c'?d|started|stopped|due|scheduled|dob|born|until"
-    r"|thru|through|last|lbm|appt|visit|surgery)[ \t]*:?[ \t]*$"
+    r"|thru|through|last|lbm|appt|visit|surgery)[ \t]*:?[ \t]*$|\d/\d{1,2}[ \t]*(?:-|to|thru)[ \t]*$"
 )
 
 
@@ -124,9 +124,11 @@ class ClinicalDateRecognizer(GroupPatternRecognizer):
         ),
         # Real notes write month/day bare ("CCU 9/7", "LBM 11/4", "8/25 @2330"): taken unless its context says
         # score, fraction, ratio or ventilator setting (see `_month_day_in_context`).
-        GroupPattern("md_bare", rf"(?<![\w/.:+*#$-])(?P<phi>{_M}/{_D})(?![\w/]|[.,:]\d)", 0.6, "DATE"),
         GroupPattern(
-            "m_yy", r"(?<![\w/.:+*#$-])(?P<phi>(?:0?[1-9]|1[0-2])/(?:[4-9]\d|3[2-9]))(?![\w/%]|[.,:]\d)", 0.6, "DATE"
+            "md_bare", rf"(?<![\d/:+*#$])(?<!\d[.-])(?<!\d[xX])(?P<phi>{_M}/{_D})(?![\w/]|[.,:]\d)", 0.6, "DATE"
+        ),
+        GroupPattern(
+            "m_yy", r"(?<![\d/:+*#$])(?<!\d[.-])(?<!\d[xX])(?P<phi>(?:0?[1-9]|1[0-2])/(?:[4-9]\d|3[2-9]))(?![\w/%]|[.,:]\d)", 0.6, "DATE"
         ),
         GroupPattern("compact_dmy", rf"(?<![A-Za-z0-9])(?P<phi>{COMPACT_DMY})(?![A-Za-z0-9])", 0.9, "DATE"),
         GroupPattern(

@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from clinfm.deid.lexicon import could_be_name, is_name_word, is_plain_word, name_lexicon, zipf
+from clinfm.deid.lexicon import could_be_name, is_name_word, is_plain_word, name_lexicon, reads_as_name
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 
 _CAP = r"[A-Z][A-Za-z'\u00C0-\u017F-]+"
@@ -39,8 +39,10 @@ _STAFF = r"(?:RN|NP|PA|LPN|CNA|RD|SW|RT|LNA|CNM)"
 _L = "A-Za-z\u00C0-\u024F"
 _WORD = rf"[{_L}][{_L}'’-]*"
 _PARTICLE = r"(?i:van|von|der|den|de|del|della|di|da|du|la|le|st\.?|o'|mac|bin|ibn|al|el|dos|das|ter|ten)"
-_ANY_FULL = rf"{_WORD}(?:[ \t]+(?:[{_L}]\.?(?![{_L}])|{_PARTICLE}(?=[ \t])|{_WORD})){{0,3}}"
 _ANY_TITLE = r"(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof)"
+_ANY_FULL = (
+    rf"{_WORD}(?:[ \t]+(?!{_ANY_TITLE}(?![{_L}]))(?:[{_L}]\.?(?![{_L}])|{_PARTICLE}(?=[ \t])|{_WORD})){{0,3}}"
+)
 _ANY_RELATIVE = (
     r"(?i:daughter|dtr|dau|son|wife|husband|hubby|spouse|partner|mother|mom|father|dad|sister|sis|brother|bro"
     r"|grandson|granddaughter|grandaughter|grandmother|grandfather|niece|nephew|aunt|uncle|cousin|friend"
@@ -325,13 +327,13 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         ),
         GroupPattern(
             "any_title",
-            rf"(?<![{_L}]){_ANY_TITLE}(?![{_L}])\.?[ \t]*(?P<phi>{_ANY_FULL})",
+            rf"(?<![{_L}]){_ANY_TITLE}(?![{_L}])['’]?\.?[ \t]*(?P<phi>{_ANY_FULL})",
             0.85,
             "NAME",
         ),
         GroupPattern(
             "any_relative",
-            rf"(?<![{_L}]){_ANY_RELATIVE}(?![{_L}])(?:'s)?[ \t]*(?:[,:(][ \t]*|[ \t](?i:is|named|was)[ \t]+)?"
+            rf"(?<![{_L}]){_ANY_RELATIVE}s?(?![{_L}])(?:'s)?[ \t]*(?:[,:(][ \t]*|[ \t](?i:is|named|was)[ \t]+)?"
             rf"(?:{_ANY_TITLE}\.?[ \t]+)?(?P<phi>{_ANY_FULL})",
             0.8,
             "NAME",
@@ -339,7 +341,7 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         GroupPattern(
             "signature",
             rf"(?m)(?:^|[.!?;:)]|[ \t]{{2}})[ \t]*(?P<phi>(?:[{_L}]\.[ \t]*)?{_WORD}(?:[ \t]+[{_L}]\.?)?(?:[ \t]+{_WORD}){{0,2}}"
-            rf"|[{_L}]\.[ \t]*{_WORD}),?[ \t]+{_SIGN_CREDENTIAL}\.?[ \t]*(?=$|[ \t]{{2}}|\d)",
+            rf"|[{_L}]\.[ \t]*{_WORD}),?[ \t]+{_SIGN_CREDENTIAL}\.?(?=[ \t]*$|[ \t]{{2}})",
             0.85,
             "NAME",
         ),
@@ -352,11 +354,37 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         ),
         GroupPattern(
             "staff_any",
-            rf"(?<![{_L}])(?i:house[ \t]+staff|ho|resident|intern|fellow|attending|rn|np|pa)(?![{_L}])[ \t]+(?P<phi>{_ANY_FULL})",
+            rf"(?<![{_L}])(?i:house[ \t]+staff|ho|resident|intern|fellow|attending|rn|np|pa|nurse|case[ \t]+manager"
+            rf"|social[ \t]+worker|sw|chaplain|therapist|interpreter|tech)(?![{_L}])[ \t]+(?P<phi>{_ANY_FULL})",
             0.75,
             "NAME",
         ),
         GroupPattern("family", rf"(?<![{_L}])(?P<phi>{_WORD})[ \t]+(?i:family)\b", 0.75, "NAME"),
+        # "Dr. Griffin and Swackhamer aware", "Drs' Ballou and Dutter", "sons Smokey, Morris and Roger"
+        GroupPattern(
+            "cue_list",
+            rf"(?<![{_L}])(?:{_ANY_TITLE}s?'?|{_ANY_RELATIVE}s?)(?![{_L}])\.?[ \t]+{_WORD}"
+            rf"(?:[ \t]*,[ \t]*(?P<phi1>{_WORD}))?[ \t]*(?:,|&|(?i:and))[ \t]*(?:{_ANY_TITLE}\.?[ \t]+)?(?P<phi2>{_WORD})",
+            0.75,
+            "NAME",
+        ),
+        # "Hank Przybylo (son)", "DICK CUCCHIARA (RESIDENT)", "Lopie Certusi cell# 410-...", "ask to page Suzette"
+        GroupPattern(
+            "role_after",
+            rf"(?<![{_L}])(?P<phi>{_WORD}(?:[ \t]+[{_L}]\.?)?(?:[ \t]+{_WORD})?)[ \t]*(?:\([ \t]*(?:{_ANY_RELATIVE}"
+            rf"|(?i:resident|intern|fellow|attending|rn|np|pa|md|sw|social[ \t]+worker|case[ \t]+manager))[ \t]*\)"
+            rf"|(?i:cell|home|work|tel|phone|ph|pager|beeper)[ \t]*(?:#|:|no\.?)[ \t]*\(?\d)",
+            0.75,
+            "NAME",
+        ),
+        GroupPattern("page_x", rf"(?i:\bpage|\bpaged|\bbeep|\bcall)[ \t]+(?P<phi>{_WORD})", 0.7, "NAME"),
+        # "lorrie morales is a 70 yr old female": the patient named where the note opens
+        GroupPattern(
+            "is_a_age",
+            rf"(?m)(?:^|[.:][ \t]+)[ \t]*(?P<phi>{_WORD}(?:[ \t]+[{_L}]\.?)?[ \t]+{_WORD})[ \t]+(?i:is|was)[ \t]+an?[ \t]+\d",
+            0.75,
+            "NAME",
+        ),
         GroupPattern(
             "signed_by",
             rf"\b(?i:{_BY})\s*[:\-]?\s*(?:{_TITLE}\.?\s+)?(?P<phi>{_LAST_FIRST}|{_FULL})",
@@ -405,10 +433,13 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             return None
         if pattern.name == "header" and len(kept) == 1 and kept[0].group().isupper() and len(first) <= 4:
             return None  # "Patient: CHF" / "cc: ED" are abbreviations
-        if _uncased(text[start : start + kept[-1].end()]) and all(
-            is_plain_word(t.group()) for t in kept if len(t.group().strip(".,")) > 1
+        words = [t.group() for t in kept if len(t.group().strip(".,")) > 1]
+        if pattern.name != "title" and (
+            all(is_plain_word(w) for w in words)
+            or _uncased(text[start : start + kept[-1].end()])
+            and not reads_as_name(words)
         ):
-            return None  # in capitals, "PA LINE PLACED" and "SEDATION WEANED" are not names
+            return None  # "O. Continue PT", and in capitals "PA LINE PLACED" or "SEDATION WEANED", are not names
         new_end = start + kept[-1].end()
         while new_end > start and text[new_end - 1] in ",;:'":
             new_end -= 1
@@ -417,7 +448,10 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         return start, new_end, pattern.entity
 
 
-_LEXICON_PATTERNS = frozenset({"any_title", "any_relative", "signature", "spoke_with", "staff_any", "family"})
+_LEXICON_PATTERNS = frozenset({
+    "any_title", "any_relative", "signature", "spoke_with", "staff_any", "family", "cue_list", "role_after",
+    "page_x", "is_a_age",
+})  # fmt: skip
 # How sure the cue is that a name follows: after "dr" even "dr small" is one; after "spoke with" only a known name.
 _FIRST_WORD_RULE = {
     "any_title": "strong",
@@ -426,6 +460,10 @@ _FIRST_WORD_RULE = {
     "spoke_with": "lexicon",
     "staff_any": "lexicon",
     "family": "lexicon",
+    "cue_list": "strong",
+    "role_after": "relative",
+    "page_x": "lexicon",
+    "is_a_age": "relative",
 }
 _TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’.-]*")
 
@@ -441,7 +479,9 @@ def _first_word_ok(word: str, rule: str) -> bool:
         return False
     if rule == "strong":  # a lexicon name even if common ("dr green"), else a rare word ("dr swackhamer")
         return could_be_name(core, common=3.5) or (core in name_lexicon() and could_be_name(core, common=9))
-    if rule == "relative":
+    if rule == "relative":  # in capitals a lexicon name ("DAUGHTER VERONICA"), else also a rare word ("dtr laverne")
+        if word.isupper() and len(core) > 1:
+            return is_name_word(core, common=6.0)
         return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
     return is_name_word(core, common=5.0)
 
