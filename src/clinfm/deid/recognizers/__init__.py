@@ -11,6 +11,7 @@ from clinfm.deid.recognizers.device import DeviceIdRecognizer
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 from clinfm.deid.recognizers.health_plan import HealthPlanIdRecognizer
 from clinfm.deid.recognizers.identifier import OtherIdRecognizer
+from clinfm.deid.recognizers.labelled_field import LabelledFieldRecognizer
 from clinfm.deid.recognizers.license import LicenseNumberRecognizer
 from clinfm.deid.recognizers.mrn import MRNRecognizer
 from clinfm.deid.recognizers.name import ClinicalNameRecognizer
@@ -35,6 +36,7 @@ RECOGNIZER_CLASSES: tuple[type[GroupPatternRecognizer], ...] = (
     OtherIdRecognizer,
     BiometricIdRecognizer,
     WebAddressRecognizer,
+    LabelledFieldRecognizer,
 )
 
 

@@ -13,7 +13,9 @@ from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternReco
 
 _CAP = r"[A-Z][A-Za-z'\u00C0-\u017F-]+"
 _FULL = rf"{_CAP}(?: [A-Z]\.?(?![A-Za-z]))?(?: {_CAP}){{0,2}}"  # "Jane A. Roe", "Mary Ellen Smith"
-_LAST_FIRST = rf"{_CAP}, ?{_CAP}(?: [A-Z]\.?(?![A-Za-z]))?(?![\w-])"  # "ROE, JANE A"
+_CAPS_PARTICLE = r"(?:[Vv]an|[Vv]on|[Dd]e|DE|[Dd]el|DEL|[Dd]ella|[Dd]er|DER|[Dd]en|[Dd]i|DI|[Dd]a|DA|[Dd]u|DU|[Ll]a|LA|[Ll]e|LE|St\.?|ST\.?|Ó|O'|Mac|MAC|[Dd]os|DOS|VAN|VON)"
+# "ROE, JANE A", "DE LA CRUZ, ANA", "GARCÍA-LÓPEZ, MARÍA J.", "van der Berg, Pieter"
+_LAST_FIRST = rf"(?:{_CAPS_PARTICLE} ){{0,3}}{_CAP}(?: {_CAP})?, ?{_CAP}(?: {_CAP})?(?: [A-Z]\.?(?![A-Za-z]))?(?![\w-])"
 _TITLE = r"(?:Dr|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|Sister|Father)"
 _CREDENTIAL = r"(?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA-C|PA|PhD|MBBS|CNM|CRNA|LCSW|PharmD|DPM|DDS|APRN|FNP|ANP|MSW|LPN|RD|PT|OT)"
 _RELATIVE = (
@@ -399,6 +401,13 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             re.MULTILINE,
         ),
         GroupPattern("staff", rf"\b{_STAFF}\s+(?P<phi>{_CAP} {_CAP})", 0.8, "NAME"),
+        # A banner line that opens with "LAST, FIRST M" and goes on to the DOB, MRN, age or sex
+        GroupPattern(
+            "banner_line",
+            rf"(?m)^[ \t]*(?P<phi>{_LAST_FIRST})(?=[ \t]*$|[ \t]{{2,}}|[ \t]*[|;]|,?[ \t]*(?i:DOB|D\.O\.B|MRN|age|sex|\d))",
+            0.8,
+            "NAME",
+        ),
         GroupPattern(
             "patient",
             r"\b(?i:patient|pt|for)\s+(?P<phi>[A-Z][a-z'-]+ (?:[A-Z]\. )?[A-Z][a-z'-]+)\b",
@@ -434,9 +443,13 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         if pattern.name == "header" and len(kept) == 1 and kept[0].group().isupper() and len(first) <= 4:
             return None  # "Patient: CHF" / "cc: ED" are abbreviations
         words = [t.group() for t in kept if len(t.group().strip(".,")) > 1]
+        if pattern.name == "banner_line" and not reads_as_name(words):
+            return None
+        strong_cue = pattern.name in ("title", "header", "signed_by", "list")
         if pattern.name != "title" and (
             all(is_plain_word(w) for w in words)
-            or _uncased(text[start : start + kept[-1].end()])
+            or not strong_cue
+            and _uncased(text[start : start + kept[-1].end()])
             and not reads_as_name(words)
         ):
             return None  # "O. Continue PT", and in capitals "PA LINE PLACED" or "SEDATION WEANED", are not names
