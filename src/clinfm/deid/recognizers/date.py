@@ -77,6 +77,7 @@ _NOT_DATE_AFTER = re.compile(
     r"|years?|times|x\b|bpm|breaths|cmh2o|cm|mm|peep|ps|psv|bipap|cpap|fio2|sat|o2|lpm|l/min|vent|ac\b|edema"
     r"|pulses?|reflexes|scale|score|ratio|strength|of\b|ths|rds|nds)\b)"
 )
+_VENTILATOR_NEAR = re.compile(r"(?i)\b(?:psv?|peep|cpap|bipap|simv|imv|vent|ventilator|settings?|a/c|fio2)\b")
 _COMMON_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "1/5", "2/5", "3/5", "4/5"})
 _STRONG_CUE = re.compile(
     r"(?i)\b(?:on|since|dated|dos|admitted|adm|discharged|d/c'?d|started|stopped|due|scheduled|dob|born|until"
@@ -174,7 +175,7 @@ def _month_day_in_context(text: str, start: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, start) + 1
     before = text[max(line_start, start - 30) : start]
     after = text[end : end + 16]
-    if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after):
+    if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after) or _VENTILATOR_NEAR.search(before):
         return False
     month, day = value.split("/")
     if value in _COMMON_FRACTIONS or month == day or day in ("10", "6", "4", "5") and int(month) <= int(day):
