@@ -43,13 +43,14 @@ _WORD = rf"[{_L}][{_L}'’-]*"
 _PARTICLE = r"(?i:van|von|der|den|de|del|della|di|da|du|la|le|st\.?|o'|mac|bin|ibn|al|el|dos|das|ter|ten)"
 _ANY_TITLE = r"(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof)"
 _ANY_FULL = (
-    rf"{_WORD}(?:[ \t]+(?!{_ANY_TITLE}(?![{_L}]))(?:[{_L}]\.?(?![{_L}])|{_PARTICLE}(?=[ \t])|{_WORD})){{0,3}}"
+    rf"(?:[{_L}]\.[ \t]*)?{_WORD}(?:[ \t]+(?!{_ANY_TITLE}(?![{_L}]))(?:[{_L}]\.?(?![{_L}])|{_PARTICLE}(?=[ \t])|{_WORD})){{0,3}}"
 )
 _ANY_RELATIVE = (
     r"(?i:daughter|dtr|dau|son|wife|husband|hubby|spouse|partner|mother|mom|father|dad|sister|sis|brother|bro"
     r"|grandson|granddaughter|grandaughter|grandmother|grandfather|niece|nephew|aunt|uncle|cousin|friend"
     r"|neighbou?r|caregiver|guardian|fianc[eé]e?|boyfriend|girlfriend|hcp|proxy|poa|step\s?daughter|step\s?son"
-    r"|daughter-in-law|son-in-law|sister-in-law|brother-in-law)"
+    r"|daughter-in-law|son-in-law|sister-in-law|brother-in-law|grand[ \t]?daughter|grand[ \t]?son|contact[ \t]+person"
+    r"|contact|next[ \t]+of[ \t]+kin|nok|surrogate|decision[ \t]+maker)"
 )
 # Credentials that close a signature line, any case: "EARL N. RAND, RRT", "q. lander rrt", "Bernard Foley CRT".
 _SIGN_CREDENTIAL = (
@@ -329,13 +330,14 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         ),
         GroupPattern(
             "any_title",
-            rf"(?<![{_L}]){_ANY_TITLE}(?![{_L}])['’]?\.?[ \t]*(?P<phi>{_ANY_FULL})",
+            rf"(?<![{_L}])(?:{_ANY_TITLE}|(?i:rabbi|pastor|reverend|rev|chaplain|father|sister|nurse))(?![{_L}])"
+            rf"(?:['’][sS]|['’])?\.?[ \t]*(?P<phi>{_ANY_FULL})",
             0.85,
             "NAME",
         ),
         GroupPattern(
             "any_relative",
-            rf"(?<![{_L}]){_ANY_RELATIVE}s?(?![{_L}])(?:'s)?[ \t]*(?:[,:(][ \t]*|[ \t](?i:is|named|was)[ \t]+)?"
+            rf"(?<![{_L}]){_ANY_RELATIVE}s?(?![{_L}])(?:'s)?[ \t]*(?:[,:(\-]+[ \t]*|[ \t](?i:is|named|was)[ \t]+)?"
             rf"(?:{_ANY_TITLE}\.?[ \t]+)?(?P<phi>{_ANY_FULL})",
             0.8,
             "NAME",
@@ -349,7 +351,8 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         ),
         GroupPattern(
             "spoke_with",
-            rf"(?<![{_L}])(?i:spoke|spoken|talked|discussed|met|conferred|meeting|consulted|reviewed)[ \t]+(?i:with)[ \t]+"
+            rf"(?<![{_L}])(?i:spoke|spoken|talked|talk|speak|speaking|discussed|met|conferred|meeting|consulted|reviewed)"
+            rf"[ \t]+(?i:with|to)[ \t]+"
             rf"(?:(?i:staff|ho|resident|intern|fellow|attending|rn|np|pa)[ \t]+)?(?P<phi>{_ANY_FULL})",
             0.75,
             "NAME",
@@ -357,7 +360,7 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         GroupPattern(
             "staff_any",
             rf"(?<![{_L}])(?i:house[ \t]+staff|ho|resident|intern|fellow|attending|rn|np|pa|nurse|case[ \t]+manager"
-            rf"|social[ \t]+worker|sw|chaplain|therapist|interpreter|tech)(?![{_L}])[ \t]+(?P<phi>{_ANY_FULL})",
+            rf"|social[ \t]+worker|sw|chaplain|therapist|interpreter|tech)(?![{_L}])[ \t]*,?[ \t]+(?P<phi>{_ANY_FULL})",
             0.75,
             "NAME",
         ),
@@ -365,7 +368,7 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         # "Dr. Griffin and Swackhamer aware", "Drs' Ballou and Dutter", "sons Smokey, Morris and Roger"
         GroupPattern(
             "cue_list",
-            rf"(?<![{_L}])(?:{_ANY_TITLE}s?'?|{_ANY_RELATIVE}s?)(?![{_L}])\.?[ \t]+{_WORD}"
+            rf"(?<![{_L}])(?:{_ANY_TITLE}(?:['’]?[sS]|['’])?|{_ANY_RELATIVE}s?)(?![{_L}])\.?[ \t]+{_WORD}"
             rf"(?:[ \t]*,[ \t]*(?P<phi1>{_WORD}))?[ \t]*(?:,|&|(?i:and))[ \t]*(?:{_ANY_TITLE}\.?[ \t]+)?(?P<phi2>{_WORD})",
             0.75,
             "NAME",
@@ -377,6 +380,23 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             rf"|(?i:resident|intern|fellow|attending|rn|np|pa|md|sw|social[ \t]+worker|case[ \t]+manager))[ \t]*\)"
             rf"|(?i:cell|home|work|tel|phone|ph|pager|beeper)[ \t]*(?:#|:|no\.?)[ \t]*\(?\d)",
             0.75,
+            "NAME",
+        ),
+        # "E. WELSH AWARE", "Z. MILLER IN TO STRIP TUBES": an initial and a surname
+        GroupPattern("initial_surname", rf"(?<![{_L}.])(?P<phi>[A-Z]\.[ \t]*{_WORD})", 0.75, "NAME"),
+        # "JOHN STATES HIS SISTER", "Emily reports", "Radu verbalizes": a name before a reporting verb
+        GroupPattern(
+            "name_verb",
+            rf"(?<![{_L}])(?P<phi>{_WORD}(?:[ \t]+{_WORD})?)[ \t]+(?i:states|stated|reports|reported|verbalizes|verbalized"
+            rf"|says|said|aware|notified|updated|called|agrees|agreed|requests|requested|asked)(?![{_L}])",
+            0.7,
+            "NAME",
+        ),
+        # A lone name closing the note ("SUSAN"): the writer's signature
+        GroupPattern(
+            "last_line",
+            rf"(?:^|[.!?][ \t]+|[ \t]{{2,}})(?P<phi>{_WORD}(?:[ \t]+[{_L}]\.?)?(?:[ \t]+{_WORD})?)[ \t.]*\s*\Z",
+            0.7,
             "NAME",
         ),
         GroupPattern("page_x", rf"(?i:\bpage|\bpaged|\bbeep|\bcall)[ \t]+(?P<phi>{_WORD})", 0.7, "NAME"),
@@ -463,7 +483,7 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
 
 _LEXICON_PATTERNS = frozenset({
     "any_title", "any_relative", "signature", "spoke_with", "staff_any", "family", "cue_list", "role_after",
-    "page_x", "is_a_age",
+    "page_x", "is_a_age", "initial_surname", "name_verb", "last_line",
 })  # fmt: skip
 # How sure the cue is that a name follows: after "dr" even "dr small" is one; after "spoke with" only a known name.
 _FIRST_WORD_RULE = {
@@ -477,6 +497,9 @@ _FIRST_WORD_RULE = {
     "role_after": "relative",
     "page_x": "lexicon",
     "is_a_age": "relative",
+    "initial_surname": "initial",
+    "name_verb": "lexicon",
+    "last_line": "lexicon",
 }
 _TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’.-]*")
 
@@ -488,15 +511,19 @@ def _uncased(value: str) -> bool:
 
 def _first_word_ok(word: str, rule: str) -> bool:
     core = word.strip(".'’").lower().removesuffix("'s").removesuffix("’s")
+    if rule == "strong" and word[:1].isupper() and word[1:].islower() and core in name_lexicon():
+        return core not in NOT_NAME  # "Dr Will Cole": a capitalised name that is also a stop word
     if core in NOT_NAME or core in STOP_WORDS:
         return False
+    if rule == "initial":  # after an initial, a lexicon name or a word rarer than "aware", never a clinical one
+        return is_name_word(core, common=5.0) or could_be_name(core, common=4.3)
     if rule == "strong":  # a lexicon name even if common ("dr green"), else a rare word ("dr swackhamer")
         return could_be_name(core, common=3.5) or (core in name_lexicon() and could_be_name(core, common=9))
     if rule == "relative":  # in capitals a lexicon name ("DAUGHTER VERONICA"), else also a rare word ("dtr laverne")
         if word.isupper() and len(core) > 1:
             return is_name_word(core, common=6.0)
         return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
-    return is_name_word(core, common=5.0)
+    return is_name_word(core, common=5.5)
 
 
 def _refine_by_lexicon(text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
