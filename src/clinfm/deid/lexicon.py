@@ -90,14 +90,18 @@ def could_be_name(word: str, common: float = COMMON_ZIPF) -> bool:
     w = _core(word)
     if len(w) < 2 or not re.fullmatch(r"[a-z\u00C0-\u024F][a-z\u00C0-\u024F'’-]*", w) or w in clinical_words():
         return False
+    if "-" in w.strip("-"):  # "forman-lyons" yes; "phoned-family", "rob-who" no: every part must pass
+        return all(could_be_name(part, common) for part in w.split("-") if part)
     return w in name_lexicon() or zipf(w) < common
 
 
 def is_plain_word(word: str) -> bool:
     """An English or clinical word that is no known name: "Lipase", "Alert", "Urine"."""
     w = _core(word)
-    if w in clinical_words():
+    if w in clinical_words() or w in STOP_WORDS:
         return True
+    if "-" in w.strip("-"):  # "CO-SIGNATURE"
+        return all(is_plain_word(part) for part in w.split("-") if part)
     return w not in name_lexicon() and zipf(w) >= RARE_ZIPF
 
 

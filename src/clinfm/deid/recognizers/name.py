@@ -41,7 +41,7 @@ _STAFF = r"(?:RN|NP|PA|LPN|CNA|RD|SW|RT|LNA|CNM)"
 _L = "A-Za-z\u00C0-\u024F"
 _WORD = rf"[{_L}][{_L}'’-]*"
 _PARTICLE = r"(?i:van|von|der|den|de|del|della|di|da|du|la|le|st\.?|o'|mac|bin|ibn|al|el|dos|das|ter|ten)"
-_ANY_TITLE = r"(?i:dr|drs|doctor|mr|mrs|ms|miss|mx|prof)"
+_ANY_TITLE = r"(?:(?i:dr|drs|doctor|mr|mrs|miss|mx|prof)|Ms|ms)"  # "MS." in capitals is mental status
 _ANY_FULL = (
     rf"(?:[{_L}]\.[ \t]*)?{_WORD}(?:[ \t]+(?!{_ANY_TITLE}(?![{_L}]))(?:[{_L}]\.?(?![{_L}])|{_PARTICLE}(?=[ \t])|{_WORD})){{0,3}}"
 )
@@ -330,7 +330,7 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         ),
         GroupPattern(
             "any_title",
-            rf"(?<![{_L}])(?:{_ANY_TITLE}|(?i:rabbi|pastor|reverend|rev|chaplain|father|sister|nurse))(?![{_L}])"
+            rf"(?<![{_L}])(?:{_ANY_TITLE}|(?i:rabbi|pastor|reverend|rev|chaplain))(?![{_L}])"
             rf"(?:['’][sS]|['’])?\.?[ \t]*(?P<phi>{_ANY_FULL})",
             0.85,
             "NAME",
@@ -383,7 +383,9 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             "NAME",
         ),
         # "E. WELSH AWARE", "Z. MILLER IN TO STRIP TUBES": an initial and a surname
-        GroupPattern("initial_surname", rf"(?<![{_L}.])(?P<phi>[A-Z]\.[ \t]*{_WORD})", 0.75, "NAME"),
+        GroupPattern(
+            "initial_surname", rf"(?:(?<=\s)|(?<=^)|(?<=\())(?P<phi>[A-Z]\.[ \t]*[A-Z][{_L}'’-]+)", 0.75, "NAME"
+        ),
         # "JOHN STATES HIS SISTER", "Emily reports", "Radu verbalizes": a name before a reporting verb
         GroupPattern(
             "name_verb",
@@ -498,7 +500,7 @@ _FIRST_WORD_RULE = {
     "page_x": "lexicon",
     "is_a_age": "relative",
     "initial_surname": "initial",
-    "name_verb": "lexicon",
+    "name_verb": "verb",
     "last_line": "lexicon",
 }
 _TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’.-]*")
@@ -515,14 +517,16 @@ def _first_word_ok(word: str, rule: str) -> bool:
         return core not in NOT_NAME  # "Dr Will Cole": a capitalised name that is also a stop word
     if core in NOT_NAME or core in STOP_WORDS:
         return False
-    if rule == "initial":  # after an initial, a lexicon name or a word rarer than "aware", never a clinical one
-        return is_name_word(core, common=5.0) or could_be_name(core, common=4.3)
+    if rule == "initial":  # after an initial, a lexicon name or a rare word, never a clinical one
+        return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
     if rule == "strong":  # a lexicon name even if common ("dr green"), else a rare word ("dr swackhamer")
         return could_be_name(core, common=3.5) or (core in name_lexicon() and could_be_name(core, common=9))
     if rule == "relative":  # in capitals a lexicon name ("DAUGHTER VERONICA"), else also a rare word ("dtr laverne")
         if word.isupper() and len(core) > 1:
             return is_name_word(core, common=6.0)
         return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
+    if rule == "verb" and not word[:1].isupper():
+        return False  # "foot asked", "pt states": a name before a verb is written with a capital
     return is_name_word(core, common=5.5)
 
 
