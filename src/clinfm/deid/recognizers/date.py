@@ -78,10 +78,12 @@ _NOT_DATE_AFTER = re.compile(
     r"|pulses?|reflexes|scale|score|ratio|strength|of\b|ths|rds|nds)\b)"
 )
 _VENTILATOR_NEAR = re.compile(r"(?i)\b(?:psv?|peep|cpap|bipap|simv|imv|vent|ventilator|settings?|a/c|fio2)\b")
-_COMMON_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8", "1/5", "2/5", "3/5", "4/5"})
+_COMMON_FRACTIONS = frozenset({"1/2", "1/3", "2/3", "1/4", "3/4", "1/8"})
 _STRONG_CUE = re.compile(
     r"(?i)\b(?:on|since|dated|dos|admitted|adm|discharged|d/c'?d|started|stopped|due|scheduled|dob|born|until"
-    r"|thru|through|last|lbm|appt|visit|surgery)[ \t]*:?[ \t]*$|\d/\d{1,2}[ \t]*(?:-|to|thru)[ \t]*$"
+    r"|thru|through|last|lbm|appt|visit|surgery|placed|inserted|removed|done|changed|arrive|arrived|arriving"
+    r"|expired|extubated|intubated|transferred|readmitted)[ \t]*:?[ \t]*\(?[ \t]*$"
+    r"|\d/\d{1,2}[ \t]*(?:-|to|thru|or|and|,)[ \t]*$"
 )
 
 
@@ -118,7 +120,7 @@ class ClinicalDateRecognizer(GroupPatternRecognizer):
         GroupPattern(
             "d_mon", rf"\b(?P<phi>{_D}{_ORD}?\s+(?:of\s+)?{MONTH}\.?(?:,?\s+{_Y})?)\b", 0.85, "DATE"
         ),
-        GroupPattern("mon_y", rf"\b(?P<phi>{MONTH}\.?,?\s+(?:of\s+)?{_Y})\b", 0.85, "DATE"),
+        GroupPattern("mon_y", rf"\b(?P<phi>{MONTH}\.?,?\s+(?:(?i:of)\s+)?{_Y})\b", 0.85, "DATE"),
         GroupPattern("m_y", rf"(?<![\d/.])(?P<phi>{_M}/{_Y})(?![\d/])", 0.8, "DATE"),
         GroupPattern(
             "md_cue", rf"\b{_CUE}\s*(?P<phi>{_M}/{_D})(?![\d/]|\.\d|\s*(?:strength|pain|tab|mg))", 0.8, "DATE"
@@ -175,10 +177,16 @@ def _month_day_in_context(text: str, start: int, end: int) -> bool:
     line_start = text.rfind("\n", 0, start) + 1
     before = text[max(line_start, start - 30) : start]
     after = text[end : end + 16]
-    if _NOT_DATE_BEFORE.search(before) or _NOT_DATE_AFTER.match(after) or _VENTILATOR_NEAR.search(before):
+    if _NOT_DATE_AFTER.match(after):
+        return False
+    strong = bool(_STRONG_CUE.search(before))
+    if not strong and (_NOT_DATE_BEFORE.search(before) or _VENTILATOR_NEAR.search(before)):
         return False
     month, day = value.split("/")
-    if value in _COMMON_FRACTIONS or month == day or day in ("10", "6", "4", "5") and int(month) <= int(day):
-        # "1/2", "5/5", "7/10", "2/6" and "2/4" are mostly fractions and scores: a date only after a strong cue
-        return bool(_STRONG_CUE.search(before))
+    if value in _COMMON_FRACTIONS or day == "10" and int(month) <= 10:
+        return strong  # "1/2" and "7/10" are mostly fractions and scores: a date only after a strong cue
+    if month == day:  # "5/5", "10/10": a date after a strong cue, before a time, or opening a sentence
+        timed = re.match(r"[ \t]*(?:@|at[ \t]+\d|\d{3,4}\b)", after)
+        opens = re.search(r"(?:^|[.!?;:][ \t]*|[ \t]{2,})$", text[line_start:start])
+        return strong or bool(timed) or bool(opens)
     return True

@@ -331,14 +331,14 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         GroupPattern(
             "any_title",
             rf"(?<![{_L}])(?:{_ANY_TITLE}|(?i:rabbi|pastor|reverend|rev|chaplain))(?![{_L}])"
-            rf"(?:['’][sS]|['’])?\.?[ \t]*(?P<phi>{_ANY_FULL})",
+            rf"(?:['’][sS]|['’])?\.?[ \t]*(?=(?P<phi>{_ANY_FULL}))",
             0.85,
             "NAME",
         ),
         GroupPattern(
             "any_relative",
             rf"(?<![{_L}]){_ANY_RELATIVE}s?(?![{_L}])(?:'s)?[ \t]*(?:[,:(\-]+[ \t]*|[ \t](?i:is|named|was)[ \t]+)?"
-            rf"(?:{_ANY_TITLE}\.?[ \t]+)?(?P<phi>{_ANY_FULL})",
+            rf"(?:{_ANY_TITLE}\.?[ \t]+)?(?=(?P<phi>{_ANY_FULL}))",
             0.8,
             "NAME",
         ),
@@ -353,14 +353,14 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             "spoke_with",
             rf"(?<![{_L}])(?i:spoke|spoken|talked|talk|speak|speaking|discussed|met|conferred|meeting|consulted|reviewed)"
             rf"[ \t]+(?i:with|to)[ \t]+"
-            rf"(?:(?i:staff|ho|resident|intern|fellow|attending|rn|np|pa)[ \t]+)?(?P<phi>{_ANY_FULL})",
+            rf"(?:(?i:staff|ho|resident|intern|fellow|attending|rn|np|pa)[ \t]+)?(?=(?P<phi>{_ANY_FULL}))",
             0.75,
             "NAME",
         ),
         GroupPattern(
             "staff_any",
             rf"(?<![{_L}])(?i:house[ \t]+staff|ho|resident|intern|fellow|attending|rn|np|pa|nurse|case[ \t]+manager"
-            rf"|social[ \t]+worker|sw|chaplain|therapist|interpreter|tech)(?![{_L}])[ \t]*,?[ \t]+(?P<phi>{_ANY_FULL})",
+            rf"|social[ \t]+worker|sw|chaplain|therapist|interpreter|tech)(?![{_L}])[ \t]*,?[ \t]+(?=(?P<phi>{_ANY_FULL}))",
             0.75,
             "NAME",
         ),
@@ -556,7 +556,8 @@ def _refine_by_lexicon(text: str, start: int, end: int, pattern: GroupPattern) -
         else:
             first = next(t for t in kept if len(t.group().rstrip(".")) > 1).group()
             same_case = core.isupper() == first.isupper() and core[0].isupper() == first[0].isupper()
-            if not same_case or not (is_name_word(core) or could_be_name(core, common=2.5)):
+            rare = 3.0 if pattern.name == "signature" else 2.5
+            if not same_case or not (is_name_word(core) or could_be_name(core, common=rare)):
                 break
             if pattern.name == "signature" and not (is_name_word(core) or could_be_name(core, common=3.0)):
                 return None
