@@ -118,8 +118,10 @@ def reads_as_name(words: list[str]) -> bool:
     full = [c for c in cores if len(c) > 1]
     if not full or any(c in clinical_words() for c in full):
         return False
-    if not all(is_name_word(c, common=5.0) or could_be_name(c, common=3.0) for c in full):
-        return False
-    if _uncased(" ".join(words)) or len(full) == 1:
-        return any(is_name_word(c, common=5.0) for c in full)
-    return True
+    if _uncased(" ".join(words)):
+        return any(is_name_word(c, common=5.0) for c in full) and all(
+            is_name_word(c, common=5.0) or could_be_name(c, common=3.0) for c in full
+        )
+    if len(full) == 1:  # "John", "Michael" in mixed case: a lexicon name, however common
+        return is_name_word(full[0], common=6.0)
+    return not all(is_plain_word(c) for c in full)  # "Wisława Szczepańska", not "Denies Discomfort"

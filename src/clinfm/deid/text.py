@@ -457,7 +457,8 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
             return None
         if value.isupper() or _uncased(value) or any(_word_core(w) in clinical_words() for w in value.split()):
             return None  # in capitals the small model calls half the clinical words places
-        if not (_PLACE_BEFORE.search(text, max(0, start - 24), start) or _PLACE_AFTER.match(text, end)):
+        street_like = any(ch.isdigit() for ch in value) or re.match(r"[ \t,]*\d", text[end : end + 8])
+        if not (street_like or _PLACE_BEFORE.search(text, max(0, start - 24), start) or _PLACE_AFTER.match(text, end)):
             return None  # a town is written where a place goes: "lives in X", "from X", "X, MA"
         return start, end
     if label == "DATE":
