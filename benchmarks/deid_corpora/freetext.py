@@ -232,9 +232,13 @@ def lower_progress(n: _Note) -> None:
 
 def run_together(n: _Note) -> None:
     rng, b = n.rng, n.b
-    b.fill("Pt stable overnight.{t}.{t2}.Family({rel} {r})at bedside.", t=(TRAP, "BP 132/84"), t2=(TRAP, rng.choice(["HR 88", "hr 88"])),
-           rel=rng.choice(["dtr", "son", "wife"]), r=n.name(n.rel, "given"))  # fmt: skip
-    b.fill("Seen by Dr.{d}.Plan CT {dt}.{t}.", d=("NAME", n.doc.family), dt=("DATE", _month_day(rng)), t=n.word_trap())
+    opening = rng.choice(["Pt stable overnight.", "Quiet night.", "Pt slept most of shift.", "Uneventful am."])
+    vitals = rng.sample(["BP 132/84", "HR 88", "hr 88", "sats 94% 2L nc", "GCS 15", "k 3.9", "pain 7/10"], 2)
+    b.fill("{o}{t}.{t2}.", o=opening, t=(TRAP, vitals[0]), t2=(TRAP, vitals[1]))
+    b.fill(rng.choice(["Family({rel} {r})at bedside.", "{rel} {r} visited,asking questions.", "{rel} {r} called.Updated."]),
+           rel=rng.choice(["dtr", "son", "wife", "Dtr", "Son"]), r=n.name(n.rel, "given"))  # fmt: skip
+    b.fill(rng.choice(["Seen by Dr.{d}.Plan CT {dt}.{t}.", "Dr.{d} aware,plan CT {dt}.{t}.", "{t}.Per Dr.{d} f/u echo {dt}."]),
+           d=("NAME", n.doc.family), dt=("DATE", _month_day(rng)), t=n.word_trap())  # fmt: skip
     b.fill("Updated {r} via phone {p}.", r=n.name(n.rel, "full"), p=("PHONE", _phone(rng)))
     if rng.random() < 0.5:
         b.fill("Email to {e}.", e=("EMAIL", _email(rng, n.rel)))
