@@ -93,7 +93,10 @@ def presidio_detector() -> Detector:
     from presidio_analyzer.nlp_engine import NlpEngineProvider
 
     nlp = NlpEngineProvider(
-        nlp_configuration={"nlp_engine_name": "spacy", "models": [{"lang_code": "en", "model_name": SPACY_MODEL}]}
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": SPACY_MODEL}],
+        }
     ).create_engine()
     batch = BatchAnalyzerEngine(analyzer_engine=AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"]))
 
@@ -122,10 +125,10 @@ def philter_detector() -> Detector | None:
         import philter_lite.philter as philter_module
     except ImportError:
         return None
+    from importlib import resources
+
     import spacy
     from spacy.tokens import Doc
-
-    from importlib import resources
 
     nlp = spacy.load(SPACY_MODEL, disable=["parser", "ner", "lemmatizer"])
     config = resources.files("philter_lite").joinpath("configs/philter_delta.toml")
@@ -143,7 +146,10 @@ def philter_detector() -> Detector | None:
         for text in texts:
             _, _, tracker = philter_lite.detect_phi(text, filters)
             out.append(
-                [{"start": p.start, "end": p.stop, "label": PHILTER_LABELS.get(p.phi_type, "OTHER_ID")} for p in tracker.phi]
+                [
+                    {"start": p.start, "end": p.stop, "label": PHILTER_LABELS.get(p.phi_type, "OTHER_ID")}
+                    for p in tracker.phi
+                ]
             )
         return out
 
@@ -166,16 +172,22 @@ def evaluate(rows: list[dict], found: list[list[dict]]) -> DeidScore:
 def print_score(title: str, s: DeidScore, labels: Sequence[str] = LABELS) -> None:
     fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"
     traps = f" | traps flagged {s.traps_flagged}/{s.trap_spans}" if s.trap_spans else ""
-    print(f"\n== {title}: {s.notes} notes, {s.gold_chars} PHI chars | char recall {fmt(s.char_recall)} "
-          f"(label-aware {fmt(s.char_recall_label_aware)}) precision {fmt(s.char_precision)} | span recall "
-          f"{fmt(s.span_recall)} precision {fmt(s.span_precision)}{traps}")  # fmt: skip
-    print(f"{'label':16} {'chars':>6} {'spans':>6} {'recall':>7} {'aware':>7} {'spanR':>7} {'pred':>6} {'prec':>7}")
+    print(
+        f"\n== {title}: {s.notes} notes, {s.gold_chars} PHI chars | char recall {fmt(s.char_recall)} "
+        f"(label-aware {fmt(s.char_recall_label_aware)}) precision {fmt(s.char_precision)} | span recall "
+        f"{fmt(s.span_recall)} precision {fmt(s.span_precision)}{traps}"
+    )
+    print(
+        f"{'label':16} {'chars':>6} {'spans':>6} {'recall':>7} {'aware':>7} {'spanR':>7} {'pred':>6} {'prec':>7}"
+    )
     for label in labels:
         v = s.per_label.get(label)
         if v is None:
             continue
-        print(f"{label:16} {v.gold_chars:6d} {v.gold_spans:6d} {fmt(v.char_recall):>7} {fmt(v.char_recall_label_aware):>7} "
-              f"{fmt(v.span_recall):>7} {v.predicted_chars:6d} {fmt(v.char_precision):>7}")  # fmt: skip
+        print(
+            f"{label:16} {v.gold_chars:6d} {v.gold_spans:6d} {fmt(v.char_recall):>7} {fmt(v.char_recall_label_aware):>7} "
+            f"{fmt(v.span_recall):>7} {v.predicted_chars:6d} {fmt(v.char_precision):>7}"
+        )
 
 
 def print_errors(rows: list[dict], found: list[list[dict]], k: int) -> None:
@@ -189,14 +201,26 @@ def print_errors(rows: list[dict], found: list[list[dict]], k: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", action="append", choices=CORPORA, help="repeatable; default: all")
     parser.add_argument("--limit", type=int, default=None, help="score only the first N notes of each corpus")
-    parser.add_argument("--baseline", action="append", choices=("presidio", "philter", "none"),
-                        help="repeatable; default: presidio, and philter where philter-lite is installed")  # fmt: skip
+    parser.add_argument(
+        "--baseline",
+        action="append",
+        choices=("presidio", "philter", "none"),
+        help="repeatable; default: presidio, and philter where philter-lite is installed",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="time each detector N times (best is kept)")
-    parser.add_argument("--show-errors", type=int, default=0, metavar="K", help="print the K most frequent misses "
-                        "and false alarms of ClinFM per corpus (evaluation corpora only: they quote note text)")  # fmt: skip
+    parser.add_argument(
+        "--show-errors",
+        type=int,
+        default=0,
+        metavar="K",
+        help="print the K most frequent misses "
+        "and false alarms of ClinFM per corpus (evaluation corpora only: they quote note text)",
+    )
     parser.add_argument("--out", default="deid_eval", help="result name: writes benchmarks/results/NAME.json")
     parser.add_argument("--results-dir", type=Path, default=None, help="write NAME.json here instead")
     args = parser.parse_args()
@@ -232,8 +256,12 @@ def main() -> None:
             if name == "physionet" and det_name == "clinfm":
                 towns = evaluate(load_physionet(PHYSIONET, location_label="ADDRESS")[: args.limit], found)
                 entry["clinfm_location_as_address"] = towns.to_dict()
-                print(f"   (Location scored as ADDRESS: recall {towns.char_recall}, precision {towns.char_precision})")
-        for _ in range(args.repeat - 1):  # more timings, detectors in turn, so load on a shared machine hits both
+                print(
+                    f"   (Location scored as ADDRESS: recall {towns.char_recall}, precision {towns.char_precision})"
+                )
+        for _ in range(
+            args.repeat - 1
+        ):  # more timings, detectors in turn, so load on a shared machine hits both
             for det_name, detect in detectors.items():
                 seconds = timed(detect, texts)[1]
                 entry["seconds"][det_name] = round(min(seconds, entry["seconds"][det_name]), 3)
@@ -241,8 +269,10 @@ def main() -> None:
             entry["speed_ratio_vs_presidio_batched"] = round(
                 entry["seconds"]["presidio_default"] / entry["seconds"]["clinfm"], 3
             )
-            print(f"-- {name}: ClinFM speed {entry['speed_ratio_vs_presidio_batched']:.2f}x plain batched Presidio "
-                  f"({len(rows) / entry['seconds']['clinfm']:.1f} vs {len(rows) / entry['seconds']['presidio_default']:.1f} notes/s)")  # fmt: skip
+            print(
+                f"-- {name}: ClinFM speed {entry['speed_ratio_vs_presidio_batched']:.2f}x plain batched Presidio "
+                f"({len(rows) / entry['seconds']['clinfm']:.1f} vs {len(rows) / entry['seconds']['presidio_default']:.1f} notes/s)"
+            )
         result["corpora"][name] = entry
     if args.results_dir is None:
         write_result(args.out, result)

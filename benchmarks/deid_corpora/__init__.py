@@ -14,5 +14,8 @@ from . import freetext, hospital
 from .builder import read_jsonl, write_jsonl
 
 DATA = Path(__file__).resolve().parent / "data"
-CORPORA: dict[str, Callable[..., Iterator[dict]]] = {hospital.NAME: hospital.generate, freetext.NAME: freetext.generate}
+CORPORA: dict[str, Callable[..., Iterator[dict]]] = {
+    hospital.NAME: hospital.generate,
+    freetext.NAME: freetext.generate,
+}
 __all__ = ["CORPORA", "DATA", "read_jsonl", "write_jsonl"]

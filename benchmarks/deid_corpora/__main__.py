@@ -11,7 +11,9 @@ from . import CORPORA, DATA, write_jsonl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=DATA)
-    parser.add_argument("--notes", type=int, default=None, help="notes per corpus (default: each corpus's own)")
+    parser.add_argument(
+        "--notes", type=int, default=None, help="notes per corpus (default: each corpus's own)"
+    )
     args = parser.parse_args()
     for name, generate in CORPORA.items():
         notes = generate() if args.notes is None else generate(args.notes)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from clinfm.deid.evaluate import NEUTRAL  # gold neither missed when left nor a false alarm when removed
 
+__all__ = ["NEUTRAL", "TRAP", "NoteBuilder", "read_jsonl", "write_jsonl"]
 TRAP = "TRAP"  # text that must NOT be flagged: eponyms, drugs, facility words, look-alike numbers
 _FORMATTER = string.Formatter()
 

@@ -37,8 +37,17 @@ def test_score_spans_counts_characters_labels_neutral_gold_and_traps() -> None:
     name, date, phone = s.per_label["NAME"], s.per_label["DATE"], s.per_label["PHONE"]
     assert (name.gold_chars, name.gold_spans, name.char_recall, name.span_recall) == (9, 1, 0.4444, 0.0)
     assert (date.char_recall, date.char_recall_label_aware, date.predicted_chars, date.char_precision) == (
-        1.0, 0.0, 6, 0.0)  # fmt: skip
-    assert (phone.gold_chars, phone.char_recall, phone.predicted_chars, phone.char_precision) == (0, None, 4, 1.0)
+        1.0,
+        0.0,
+        6,
+        0.0,
+    )
+    assert (phone.gold_chars, phone.char_recall, phone.predicted_chars, phone.char_precision) == (
+        0,
+        None,
+        4,
+        1.0,
+    )
     assert set(s.per_label) == {"NAME", "DATE", "ADDRESS", "PHONE"}
 
 
