@@ -273,9 +273,9 @@ def explain_subject(
 
     targets: dict[str, list[int]] = {}
     for spec in outcomes:
-        ids = _target_ids(tokenizer, outcome_pattern(spec))
-        if ids:
-            targets[spec] = ids
+        target = _target_ids(tokenizer, outcome_pattern(spec))
+        if target:
+            targets[spec] = target
         else:
             answer.warnings.append(f"outcome {spec!r} matches no token of the model: no evidence for it")
     for d in f.next_diagnoses:
@@ -375,8 +375,15 @@ def _split(subject: Subject | pa.Table, when: dt.datetime) -> tuple[int, list[Ev
         sid, events = subject.subject_id, list(subject.events)
     static = [e for e in events if e.time is None or e.code == schema.BIRTH]
     timed = [e for e in events if e.time is not None and e.code != schema.BIRTH and e.time <= when]
-    timed.sort(key=lambda e: e.time)  # stable: same-time events keep the stored order
+    timed.sort(key=_time)  # stable: same-time events keep the stored order
     return sid, static, timed
+
+
+def _time(event: Event) -> dt.datetime:
+    """The time of an event the caller kept for being timed."""
+    if event.time is None:
+        raise ValueError(f"event {event.code!r} has no time where only timed events were expected")
+    return event.time
 
 
 def _thin_record(tokenizer: ClinicalTokenizer, history: list[Event], min_events: int, max_unknown: float
@@ -408,7 +415,7 @@ def _visible(tokenizer: ClinicalTokenizer, subject: Subject, when: dt.datetime, 
     if len(times) + 3 <= context:
         return history
     start = times[len(times) - (context - 3)]
-    return [e for e in history if e.time >= start]
+    return [e for e in history if _time(e) >= start]
 
 
 def group_key(code: str) -> str:
@@ -430,7 +437,7 @@ def _groups(tokenizer: ClinicalTokenizer, visible: list[Event]) -> list[_Group]:
             members.setdefault(group_key(e.code), []).append(i)
     groups = [
         _Group(key, frozenset(idx), [visible[i] for i in idx], sorted({visible[i].code for i in idx}),
-               visible[idx[-1]].time)
+               _time(visible[idx[-1]]))
         for key, idx in members.items()
     ]  # fmt: skip
     return sorted(groups, key=lambda g: (-g.last.timestamp(), -len(g.members), g.key))

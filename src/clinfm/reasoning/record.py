@@ -109,8 +109,8 @@ def record_findings(kb: KnowledgeBase, events: Iterable[Event], as_of: dt.dateti
     """Evidences present by the record at ``as_of`` (default: the last timed event), one answer per evidence
     with source "record" and the codes it came from. Female-only evidences are left out for a male patient."""
     events = list(events)
-    timed = [e for e in events if e.time is not None]
-    as_of = as_of or (max(e.time for e in timed) if timed else None)
+    times = [e.time for e in events if e.time is not None]
+    as_of = as_of or (max(times) if times else None)
     applicable = kb.applicable_mask(sex)
     codes: dict[str, list[str]] = {}
     for rule in load_code_rules(kb):
@@ -137,8 +137,8 @@ def record_findings(kb: KnowledgeBase, events: Iterable[Event], as_of: dt.dateti
 def summarize_record(kb: KnowledgeBase, subject: Subject, as_of: dt.datetime | None = None) -> RecordSummary:
     """Findings, sex (``GENDER//F`` / ``GENDER//M``) and age in whole years at ``as_of`` from a MEDS subject."""
     sex = next((SEX_CODES[c] for c in subject.static_codes if c in SEX_CODES), None)
-    timed = [e for e in subject.events if e.time is not None]
-    as_of = as_of or (max(e.time for e in timed) if timed else None)
+    times = [e.time for e in subject.events if e.time is not None]
+    as_of = as_of or (max(times) if times else None)
     birth = subject.birth
     age = int((as_of - birth).days // 365.25) if birth and as_of else None
     age = age if age is not None and 0 <= age <= 120 else None

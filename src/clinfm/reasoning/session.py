@@ -23,6 +23,7 @@ from clinfm.reasoning.models import (
     DifferentialResult,
     Explanation,
     SessionState,
+    Sex,
 )
 from clinfm.reasoning.questions import askable_mask, next_question, stop_reason
 
@@ -49,9 +50,11 @@ def start_session(age: int | None = None, sex: str | None = None, initial_eviden
     if initial_evidence:
         complaint = parse_answer(kb, initial_evidence, _present_value(kb, initial_evidence), source="complaint")
         answers = [a for a in answers if a.evidence_id != complaint.evidence_id] + [complaint]
-    state = SessionState.model_construct(
-        kb_version=kb.version, kb_source=kb.source, answer_model=model.version, age=age, sex=sex, answers=answers,
-        skipped=[], budget=budget, questions_asked=0,
+    known_sex: Sex | None = "female" if sex == "female" else "male" if sex == "male" else None
+    # Partial and unvalidated on purpose: _refresh adds differential, next_question and finished, then validates
+    state = SessionState.model_construct(  # type: ignore[call-arg]
+        kb_version=kb.version, kb_source=kb.source, answer_model=model.version, age=age, sex=known_sex,
+        answers=answers, skipped=[], budget=budget, questions_asked=0,
         confidence_threshold=model.threshold if confidence_threshold is None else confidence_threshold)
     return _refresh(state, kb, model)
 

@@ -15,6 +15,7 @@ import csv
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -274,7 +275,7 @@ def check_treatment(medications: list[str], allergies: list[str] | None = None, 
     unmatched = [m for m, v in matched.items() if v is None]
     renal = renal_function(egfr, creatinine, creatinine_unit, age, sex)
     conflicts, unknown_allergies = allergy_conflicts(meds, allergies, kb)
-    found = {
+    found: dict[str, Sequence[AllergyConflict | Interaction | RenalFlag | DuplicateTherapy]] = {
         "allergy_conflicts": conflicts,
         "interactions": interactions(meds, kb),
         "renal_flags": renal_flags(meds, renal.egfr, kb) if renal else [],
@@ -290,7 +291,8 @@ def check_treatment(medications: list[str], allergies: list[str] | None = None, 
         warnings.append("labels state renal thresholds as Cockcroft-Gault creatinine clearance; eGFR is used in its "
                         "place: recompute CrCl with body weight near a threshold")
     severities = [f.severity for group in found.values() for f in group]
-    highest = max(severities, key=_rank) if severities else None
+    ranked = sorted(severities, key=_rank)
+    highest = ranked[-1] if ranked else None
     unchecked = bool(unmatched or unknown_allergies or (renal is None and renal_drugs))
     reason = None if meds else (f"insufficient evidence: none of the {len(medications)} medications could be matched "
                                 "to a known ingredient" if medications else "insufficient evidence: no medications given")

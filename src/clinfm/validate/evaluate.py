@@ -167,13 +167,20 @@ def cohort_table(labels: pl.DataFrame, attributes: pl.DataFrame) -> dict:
             "labels": part.height,
             "subjects": part[SID].n_unique(),
             "positives": int(part[LABEL].sum()),
-            "prevalence": float(part[LABEL].mean()),
-            "age_mean": float(age.mean()) if age.len() else None,
-            "age_median": float(age.median()) if age.len() else None,
-            "age_iqr": [float(age.quantile(0.25)), float(age.quantile(0.75))] if age.len() else None,
+            "prevalence": _number(part[LABEL].mean()),
+            "age_mean": _number(age.mean()) if age.len() else None,
+            "age_median": _number(age.median()) if age.len() else None,
+            "age_iqr": [_number(age.quantile(0.25)), _number(age.quantile(0.75))] if age.len() else None,
             "sex": {k: int(v) for k, v in part.group_by("sex").len().iter_rows()},
         }
     return out
+
+
+def _number(value: object) -> float:
+    """A polars aggregate (typed as any Python literal) as the float it is on a numeric column."""
+    if not isinstance(value, int | float):
+        raise TypeError(f"expected a number from a numeric column, got {value!r}")
+    return float(value)
 
 
 def evaluate(

@@ -80,7 +80,8 @@ def subgroup_table(
             y_true=y, y_pred=p, sensitive_features=groups,
         )  # fmt: skip
         table = frame.by_group
-        ok_aurocs, rates = {}, {}
+        ok_aurocs: dict[str, float] = {}
+        rates: dict[str, float] = {}
         for group, r in table.iterrows():
             n, pos = int(r["n"]), int(r["positives"])
             too_small = min(pos, n - pos) < MIN_CLASS_FOR_CI
@@ -97,7 +98,7 @@ def subgroup_table(
                     None if groups_for_ci is None else groups_for_ci[mask],
                 )
             )
-            if not too_small:
+            if est is not None:  # None exactly when the group is too small
                 ok_aurocs[str(group)] = est.value
             rates[str(group)] = float(r["selection_rate"])
             rows.append(
@@ -108,8 +109,8 @@ def subgroup_table(
         ratio = _selection_ratio(rates)
         summary[attr] = {
             "auroc_gap": (max(ok_aurocs.values()) - min(ok_aurocs.values())) if len(ok_aurocs) >= 2 else None,
-            "auroc_best": max(ok_aurocs, key=ok_aurocs.get) if len(ok_aurocs) >= 2 else None,
-            "auroc_worst": min(ok_aurocs, key=ok_aurocs.get) if len(ok_aurocs) >= 2 else None,
+            "auroc_best": max(ok_aurocs, key=ok_aurocs.__getitem__) if len(ok_aurocs) >= 2 else None,
+            "auroc_worst": min(ok_aurocs, key=ok_aurocs.__getitem__) if len(ok_aurocs) >= 2 else None,
             "selection_rate_ratio": ratio,
             "four_fifths_flag": ratio is not None and ratio < FOUR_FIFTHS,
             "groups_too_small": [r.group for r in rows if r.attribute == attr and r.too_small],

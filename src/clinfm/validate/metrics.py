@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 
@@ -235,6 +236,16 @@ def bootstrap_all(
     return {key: np.concatenate(v) if v else np.empty(0) for key, v in out.items()}
 
 
+@overload
+def bootstrap(
+    y, scores: dict[str, np.ndarray], metric: WeightedMetric, n_resamples: int = ..., seed: int = ...,
+    groups: np.ndarray | None = ...,
+) -> dict[str, np.ndarray]: ...
+@overload
+def bootstrap(
+    y, scores: np.ndarray, metric: WeightedMetric, n_resamples: int = ..., seed: int = ...,
+    groups: np.ndarray | None = ...,
+) -> np.ndarray: ...
 def bootstrap(
     y, scores: dict[str, np.ndarray] | np.ndarray, metric: WeightedMetric, n_resamples: int = 1000, seed: int = 0,
     groups: np.ndarray | None = None,

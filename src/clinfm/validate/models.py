@@ -65,7 +65,7 @@ class CountGBM:
 
     def predict_proba(self, X: sp.spmatrix) -> np.ndarray:
         _check_fitted(self)
-        return self.model_.predict_proba(sp.csr_matrix(X, dtype=np.float32))[:, 1]
+        return np.asarray(self.model_.predict_proba(sp.csr_matrix(X, dtype=np.float32)))[:, 1]
 
 
 class CountLogistic:
@@ -136,7 +136,7 @@ class FMProbe:
     ) -> None:
         self.run_dir, self.dataset_dir, self.seed, self.C = run_dir, Path(dataset_dir), seed, C
 
-    _cache: dict[tuple[str, str], dict[tuple[int, object], np.ndarray]] = {}
+    _cache: dict[tuple[str, str], dict[tuple[object, ...], np.ndarray]] = {}
     """Embeddings by (run, dataset) and point: folds, learning curves and test sets reuse them (they are a
     deterministic function of the checkpoint and the history, so caching changes no number)."""
 
