@@ -125,7 +125,9 @@ def replay(
     started = time.perf_counter()
     dataset_dir = Path(dataset_dir)
     task = task if isinstance(task, TaskConfig) else load_task(task)
-    step = parse_duration(every) if isinstance(every, str) else every
+    step = parse_duration(every)
+    if not isinstance(step, dt.timedelta):
+        raise ValueError(f"every={every!r} must be a duration such as '7d' or a timedelta")
     policy = load_policy(policy)
     store = store if isinstance(store, PredictionStore) else PredictionStore(store)
     moments = _step_moments(start, end, step)

@@ -350,11 +350,11 @@ def _performance_alerts(w: WindowReport, policy: MonitoringPolicy, alerts: list)
     w.judged |= {(k, None) for k in ("performance.auroc", "performance.calibration_slope",
                                       "performance.calibration_intercept", "performance.observed_expected")}  # fmt: skip
     # a window's AUROC alerts only when its whole 95% interval is below the bound: few outcomes cannot show decay
-    below = p.auroc is not None and (p.auroc.ci[1] if p.auroc.ci else p.auroc.value) < rule.min_auroc
-    if below:
-        ci = f" (95% CI {p.auroc.ci[0]:.3f}-{p.auroc.ci[1]:.3f})" if p.auroc.ci else ""
-        alerts.append(Alert("performance.auroc", *where, round(p.auroc.value, 4), rule.min_auroc,
-                            f"AUROC {p.auroc.value:.3f}{ci} < {rule.min_auroc} on {p.labels} outcomes",
+    auroc = p.auroc
+    if auroc is not None and (auroc.ci[1] if auroc.ci else auroc.value) < rule.min_auroc:
+        ci = f" (95% CI {auroc.ci[0]:.3f}-{auroc.ci[1]:.3f})" if auroc.ci else ""
+        alerts.append(Alert("performance.auroc", *where, round(auroc.value, 4), rule.min_auroc,
+                            f"AUROC {auroc.value:.3f}{ci} < {rule.min_auroc} on {p.labels} outcomes",
                             window=w.index))  # fmt: skip
     slope, (lo, hi) = p.calibration_slope, rule.calibration_slope
     if slope is not None and slope.ci and (slope.ci[1] < lo or slope.ci[0] > hi):
@@ -401,17 +401,19 @@ def _nan(x: float | None) -> float:
     return float("nan") if x is None else float(x)
 
 
-BAND = {"color": "#d62728", "alpha": 0.12, "lw": 0}
-INCIDENT = {"color": "#ff7f0e", "alpha": 0.18, "lw": 0}
+BAND: dict[str, Any] = {"color": "#d62728", "alpha": 0.12, "lw": 0}
+INCIDENT: dict[str, Any] = {"color": "#ff7f0e", "alpha": 0.18, "lw": 0}
 
 
 def _time_axis(s: MonitoringSummary, title: str, ylabel: str = ""):
     """One panel on the report's shared time axis, the incidents shaded behind it."""
     fig, ax = plt.subplots(figsize=(10.5, 2.5))
     fig.subplots_adjust(left=0.2, right=0.93, top=0.88, bottom=0.14)
+    # matplotlib takes datetimes through its units registry, though its stubs ask for floats
     for inc in s.incidents:
-        ax.axvspan(dt.datetime.fromisoformat(inc.start), dt.datetime.fromisoformat(inc.end), **INCIDENT)
-    ax.set_xlim(s.windows[0].start, s.windows[-1].end)
+        ax.axvspan(dt.datetime.fromisoformat(inc.start), dt.datetime.fromisoformat(inc.end),  # type: ignore[arg-type]
+                   **INCIDENT)
+    ax.set_xlim(s.windows[0].start, s.windows[-1].end)  # type: ignore[arg-type]
     ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=8)

@@ -180,7 +180,7 @@ def retrain(
     steps("run folder")
 
     # 3. the registry: an accepted candidate becomes a draft version and meets the validated gate; never further
-    if accepted:
+    if accepted and candidate is not None and decision.run_dir is not None:  # no reason: built and saved
         name = plan.governance.model_name or inc_version.name
         registered = register_model(name, decision.run_dir, dataset_dir, actor, org=inc_version.org_id,
                                     training_config=candidate.training, db=db)  # fmt: skip

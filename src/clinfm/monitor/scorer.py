@@ -35,8 +35,10 @@ class Scorer(Protocol):
     """What replay and retrain need from a model: a name, the codes it can see, its reference profile, scores."""
 
     name: str
-    vocabulary: set[str]
     reference: dict[str, Any]
+
+    @property
+    def vocabulary(self) -> set[str]: ...
 
     def score(self, events: pl.DataFrame, points: pl.DataFrame) -> np.ndarray: ...
 

@@ -95,7 +95,7 @@ assistant_calls_table = Table(
 )  # fmt: skip
 """One row per audited assistant call (see clinfm.monitor.assistant.AssistantCall): counts and times, no text."""
 
-PREDICTION_COLUMNS = {
+PREDICTION_COLUMNS: dict[str, pl.DataType | type[pl.DataType]] = {
     "id": pl.String, "model_version": pl.String, "source": pl.String, "org": pl.String, "subject_id": pl.Int64,
     "prediction_time": pl.Datetime("us"), "recorded_at": pl.Datetime("us"), "score": pl.Float64,
     "n_events": pl.Int64, "n_unknown_codes": pl.Int64, "withheld": pl.Boolean, "outcome": pl.Boolean,
