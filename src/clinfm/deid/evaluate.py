@@ -80,9 +80,13 @@ def score_spans(
         raise ValueError(f"{len(texts)} texts but {len(gold)} gold and {len(predicted)} predicted span lists")
     if traps is not None and len(traps) != len(texts):
         raise ValueError(f"{len(texts)} texts but {len(traps)} trap span lists")
-    gold_chars, found_any, found_same = Counter(), Counter(), Counter()
-    gold_spans, spans_found = Counter(), Counter()
-    pred_chars, pred_true = Counter(), Counter()
+    gold_chars: Counter[str] = Counter()
+    found_any: Counter[str] = Counter()
+    found_same: Counter[str] = Counter()
+    gold_spans: Counter[str] = Counter()
+    spans_found: Counter[str] = Counter()
+    pred_chars: Counter[str] = Counter()
+    pred_true: Counter[str] = Counter()
     all_pred = all_true = 0
     pred_spans = pred_spans_true = 0
     trap_spans = traps_flagged = 0
@@ -110,8 +114,8 @@ def score_spans(
         counted = {i: labels for i, labels in predicted_at.items() if i not in neutral}
         all_pred += len(counted)
         all_true += sum(i in gold_at for i in counted)
-        for i, labels in counted.items():
-            for label in labels:
+        for i, labels_at in counted.items():
+            for label in labels_at:
                 pred_chars[label] += 1
                 pred_true[label] += i in gold_at
         for start, end, _ in pred_list:
@@ -156,10 +160,12 @@ def error_strings(
 ) -> tuple[Counter, Counter]:
     """(missed, false alarms): Counters of (label, text) for gold spans not wholly covered and for predicted
     spans with no gold PHI character. For reading errors on evaluation corpora; never log them for real notes."""
-    missed, false_alarms = Counter(), Counter()
+    missed: Counter[tuple[str, str]] = Counter()
+    false_alarms: Counter[tuple[str, str]] = Counter()
     for text, g, p in zip(texts, gold, predicted):
         covered = {i for s, e, _ in map(_triple, p) for i in range(s, e)}
-        phi, neutral = set(), set()
+        phi: set[int] = set()
+        neutral: set[int] = set()
         for s, e, label in map(_triple, g):
             chars = _chars(text, s, e)
             (neutral if label == NEUTRAL else phi).update(chars)

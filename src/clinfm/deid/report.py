@@ -24,9 +24,12 @@ def k_anonymity(qi: pl.DataFrame, smallest: int = 10) -> dict:
         return {"quasi_identifiers": columns, "k": None, "classes": 0}
     classes = qi.group_by(columns).len().sort(["len", *columns], nulls_last=True)
     small = classes.filter(pl.col("len") < K_THRESHOLD)
+    k = classes["len"].min()
+    if not isinstance(k, int):
+        raise TypeError(f"class sizes should be counts, got a minimum of {k!r}")
     return {
         "quasi_identifiers": columns,
-        "k": int(classes["len"].min()),
+        "k": k,
         "classes": classes.height,
         "subjects": qi.height,
         "classes_below_threshold": small.height,

@@ -117,10 +117,10 @@ NoteScrubber = Callable[[list[str], list[str], list[int]], tuple[list[str], Coun
 
 def default_note_scrubber(policy: Policy) -> NoteScrubber:
     """Surrogates with the subject's date shift under ``shift``; redaction under ``safe-harbor``."""
-    from clinfm.deid.text import NoteDeidentifier
+    from clinfm.deid.text import Mode, NoteDeidentifier
 
     engine = NoteDeidentifier()
-    mode = "surrogate" if policy == "shift" else "redact"
+    mode: Mode = "surrogate" if policy == "shift" else "redact"
 
     def scrub(texts: list[str], keys: list[str], shifts: list[int]) -> tuple[list[str], Counter]:
         labels: Counter = Counter()

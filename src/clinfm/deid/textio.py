@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinfm.deid.text import NoteDeidentifier
+from clinfm.deid.text import MODES as TEXT_MODES
+from clinfm.deid.text import NoteDeidentifier, Span
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,13 @@ def deid_jsonl(
 
     def flush(out) -> None:
         texts = [r.text for r in batch]
-        if mode == "detect":
-            results = [(None, spans) for spans in engine.detect_many(texts)]
-        else:
+        results: Sequence[tuple[str | None, list[Span]]]
+        if mode in TEXT_MODES:
             results = engine.deidentify_many(
                 texts, mode, [r.subject_key for r in batch], [r.date_shift_days for r in batch]
             )
+        else:  # detect
+            results = [(None, spans) for spans in engine.detect_many(texts)]
         for record, (new_text, spans) in zip(batch, results):
             row = {"id": record.id, "spans": [s.to_dict() for s in spans]}
             if new_text is not None:

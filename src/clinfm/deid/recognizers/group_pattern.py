@@ -29,6 +29,7 @@ class GroupPatternRecognizer(EntityRecognizer):
 
     PATTERNS: tuple[GroupPattern, ...] = ()
     CONTEXT: tuple[str, ...] = ()
+    name: str  # set by EntityRecognizer.__init__ (the class name), whose code mypy cannot infer it from
 
     def __init__(self) -> None:
         entities = sorted({p.entity for p in self.PATTERNS})

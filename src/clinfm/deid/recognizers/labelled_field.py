@@ -41,8 +41,8 @@ def _alternation(phrases: list[str]) -> str:
 
 def _patterns() -> tuple[GroupPattern, ...]:
     by_label: dict[str, tuple[list[str], list[str]]] = {}
-    for label, words, own in field_labels():
-        by_label.setdefault(label, ([], []))[1 if own else 0].append(words)
+    for label, words, is_own in field_labels():
+        by_label.setdefault(label, ([], []))[1 if is_own else 0].append(words)
     patterns = []
     for label, (plain, own) in by_label.items():
         heads = []
