@@ -98,7 +98,7 @@ def check_statement(s: Statement, chart: Chart) -> list[str]:
     for u in UNIT_PATTERN.findall(text_no_dates):
         if UNITS[u.lower()] not in units:
             reasons.append(f"unit {u} is not the unit of a cited event")
-    allowed = [float(n) for n in NUMBER.findall(support)]
+    allowed = [float(n) for n in NUMBER.findall(_without_dates_and_codes(support))]
     stated = NUMBER.findall(UNIT_PATTERN.sub(" ", text_no_dates))
     for n in stated:
         if not any(_same_number(n, a) for a in allowed):
@@ -121,7 +121,13 @@ def verify(statements: list[Statement], chart: Chart) -> Verdict:
 
 
 def _support_text(item: ChartItem) -> str:
-    return item.line() + " " + " ".join(str(v) for v in item.derived.values() if v is not None)
+    extra = [str(v) for v in item.derived.values() if v is not None and not isinstance(v, dt.datetime)]
+    return item.line() + " " + " ".join(extra)
+
+
+def _without_dates_and_codes(text: str) -> str:
+    text = re.sub(r"\b\d{2}:\d{2}(:\d{2})?\b", " ", CODE.sub(" ", text))
+    return UNIT_PATTERN.sub(" ", ISO_DATE.sub(" ", text))
 
 
 def _dates(items: list[ChartItem]) -> set[dt.date]:
