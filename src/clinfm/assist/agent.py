@@ -93,6 +93,7 @@ class AskOptions(BaseModel):
     answer_tokens: int = Field(160, ge=16, le=2048, description="Largest completion of one turn")
     chart_tokens: int = Field(1200, ge=100, description="Budget of the chart in the prompt")
     max_statements: int = Field(3, ge=1, le=10)
+    statement_chars: int = Field(140, ge=20, le=1000)
     use_tools: bool = True
 
 
@@ -152,7 +153,7 @@ def ask(question: str, chart: Chart, model: LanguageModel, *, tools: ToolRegistr
     for step in range(opts.max_steps):
         ans.steps = step + 1
         last = step == opts.max_steps - 1 or usage.total_tokens > opts.max_total_tokens * 0.7
-        schema = answer_schema(citable, opts.max_statements if not retried else 1)
+        schema = answer_schema(citable, opts.max_statements if not retried else 1, opts.statement_chars)
         offer = registry.specs if registry and not last else None
         completion = model.complete(messages, schema=schema, tools=offer, max_tokens=opts.answer_tokens, on_text=on_text)
         usage.add(completion.usage)

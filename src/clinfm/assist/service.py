@@ -15,7 +15,6 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,8 @@ def assistant_config(model: LanguageModel, settings: AssistSettings, tools: list
         "weights_sha256": d.get("weights_sha256"), "prompt_template_sha256": PROMPT_TEMPLATE_SHA256,
         "tools": sorted(tools), "context_policy": {"chart_tokens": settings.chart_tokens, "ranking": "bm25",
                                                    "labs_per_code": MAX_PER_CODE, "record_marked_as_data": True},
-        "budgets": {"max_steps": settings.max_steps, "answer_tokens": settings.answer_tokens},
+        "budgets": {"max_steps": settings.max_steps, "answer_tokens": settings.answer_tokens,
+                    "max_statements": settings.max_statements, "statement_chars": settings.statement_chars},
     }  # fmt: skip
 
 
@@ -62,10 +62,11 @@ def config_sha256(config: dict[str, Any]) -> str:
 def register_assistant(config: dict[str, Any], dataset_dir: str | Path, actor: str, *, org: str,
                        name: str | None = None, folder: str | Path | None = None, db: str | None = None) -> Any:
     """Register ``config`` as the next version of ``name`` (default ``assistant-<model id>``), in ``draft``."""
+    from clinfm.govern.db import clinfm_home
     from clinfm.govern.registry import register_model
 
     sha = config_sha256(config)
-    where = Path(folder) if folder else Path(tempfile.gettempdir()) / "clinfm-assistants" / sha[:16]
+    where = Path(folder) if folder else clinfm_home() / "assistants" / sha[:16]
     where.mkdir(parents=True, exist_ok=True)
     (where / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (where / "config.json").write_text(json.dumps({"assistant": config, "config_sha256": sha}, sort_keys=True) + "\n")
@@ -128,7 +129,8 @@ class Assistant:
         s = self.settings
         local = self.model.kind == "local"
         return AskOptions(max_steps=s.max_steps, chart_tokens=s.chart_tokens, answer_tokens=s.answer_tokens,
-                          max_statements=2 if local else 5, use_tools=not local)  # fmt: skip
+                          max_statements=s.max_statements or (2 if local else 5), statement_chars=s.statement_chars,
+                          use_tools=(not local) if s.use_tools is None else s.use_tools)  # fmt: skip
 
     def answer(self, subject: Subject, question: str, *, org: str, actor: str, at: dt.datetime | None = None,
                descriptions: dict[str, str] | None = None, deidentified: bool, state: str | None = None,

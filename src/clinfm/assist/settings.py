@@ -35,6 +35,9 @@ class AssistSettings(BaseSettings):
     max_steps: int = Field(3, ge=1, le=8)
     chart_tokens: int = Field(1500, ge=100)
     answer_tokens: int = Field(200, ge=16, le=4096)
+    max_statements: int | None = Field(None, ge=1, le=10, description="Statements in one answer (default: local 2, openai 5).")
+    statement_chars: int = Field(140, ge=20, le=1000, description="Longest statement the decoder may write.")
+    use_tools: bool | None = Field(None, description="Offer tools to the model (default: openai yes, local no: a 135M model calls them poorly).")
     egress_allow_hosts: dict[str, list[str]] = Field(default_factory=dict, description="Per organization: hosts that may receive identified record data (e.g. {\"demo\": [\"vllm.internal\"]}).")
     keep_text_orgs: list[str] = Field(default_factory=list, description="Organizations whose policy keeps prompt and answer text (in data_dir, never in the audit chain).")
 

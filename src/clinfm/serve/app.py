@@ -52,6 +52,7 @@ class ServeState:
     cards_log: JsonlLog | None = None
     ddx_sessions: dict[str, tuple[str, Any]] = field(default_factory=dict)  # id -> (org, state)
     issued_cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # card uuid -> what produced it
+    assistant: Any = None  # clinfm.assist.service.Assistant: built on the first /v1/assist request
 
     def readiness(self) -> dict[str, str]:
         """What is ready and what is missing (names and reasons only)."""
@@ -198,9 +199,9 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
     app.state.serve = serve_state
     install_problem_handlers(app)
 
-    from clinfm.serve.routes import cds_hooks, ddx, fhir, health, models, predict, treatment, web
+    from clinfm.serve.routes import assist, cds_hooks, ddx, fhir, health, models, predict, treatment, web
 
-    for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web):
+    for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web, assist):
         app.include_router(module.router)
     app.include_router(web.root)  # "/" opens the web page
     web.mount_static(app)
