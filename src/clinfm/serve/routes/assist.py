@@ -12,16 +12,17 @@ import datetime as dt
 import threading
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import Field
+from fastapi.responses import Response
+from pydantic import Field, ValidationError
 
 from clinfm.serve.deps import ASSIST, require, state
 from clinfm.serve.problems import AUTH_RESPONSES, Problem, responses
 from clinfm.serve.schemas import Body, Purpose, SubjectId
 from clinfm.serve.security import Principal
 
-router = APIRouter(prefix="/v1", tags=["assist"])
+router = APIRouter(tags=["assist"])
 _LOCK = threading.Lock()
 
 
@@ -51,9 +52,31 @@ def assistant_of(s: Any) -> Any:
     return s.assistant
 
 
-@router.post("/assist", responses=responses(*AUTH_RESPONSES, 404, 422, 503),
+@router.post("/v1/assist", responses=responses(*AUTH_RESPONSES, 404, 422, 503),
              summary="Ask about one patient: verified statements with citations, or an abstention")
 async def assist(body: AssistRequest, request: Request, principal: Principal = require(*ASSIST)) -> dict[str, Any]:
+    return await answer_request(request, principal, body)
+
+
+@router.post("/web/patients/{subject_id}/ask", include_in_schema=False)
+async def web_ask(request: Request, subject_id: int, question: str = Form("")) -> Response:
+    """The web page's "Ask about this patient" panel (a plain form; the answer is rendered on the server)."""
+    from clinfm.serve.routes.web import page, web_principal
+
+    principal = await web_principal(request, *ASSIST)
+    answer, error, status = None, None, 200
+    try:
+        answer = await answer_request(request, principal, AssistRequest(question=question, subject_id=subject_id))
+    except ValidationError:
+        error, status = "Ask a question of 1 to 1000 characters.", 422
+    except Problem as exc:
+        error, status = exc.detail, exc.status
+    return page(request, "assist.html", status=status, subject_id=subject_id, question=question, answer=answer,
+                assist_error=error)  # fmt: skip
+
+
+async def answer_request(request: Request, principal: Principal, body: AssistRequest) -> dict[str, Any]:
+    """Authorize the subject, find the registered configuration, answer off the event loop within a timeout."""
     from clinfm.assist.agent import validate_question
     from clinfm.assist.backends import BackendError, BackendUnavailable
     from clinfm.assist.service import EgressRefused, NotServing, dataset_is_deidentified, find_assistant_version
