@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from clinfm.assist.chart import STOPWORDS, SYNONYMS, Chart, ChartItem, words
+from clinfm.assist.chart import STOPWORDS, SYNONYMS, Chart, ChartItem, format_number, words
 
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")
 ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
@@ -103,6 +103,8 @@ def check_statement(s: Statement, chart: Chart) -> list[str]:
     for n in stated:
         if not any(_same_number(n, a) for a in allowed):
             reasons.append(f"value {n} does not match a cited event")
+    if not reasons and len(cited) == 1:
+        reasons += _trend_pairing(cited[0], stated, [f"{y}-{m}-{d}" for y, m, d in ISO_DATE.findall(text)])
     if not reasons and not stated and not _on_topic(text_no_dates, support):
         reasons.append("says nothing that the cited events say (no shared term)")
     return reasons
@@ -117,6 +119,28 @@ def verify(statements: list[Statement], chart: Chart) -> Verdict:
             out.removed.append(RemovedStatement(text=s.text, citations=s.citations, reasons=reasons))
         else:
             out.kept.append(s)
+    return out
+
+
+def _trend_pairing(item: ChartItem, numbers: list[str], dates: list[str]) -> list[str]:
+    """A lab line also states the value before it ("rising from 1.9 on 2020-04-05"): the earlier value and its date
+    belong together, and the earlier value alone is not this event's value."""
+    prev, prev_time = item.derived.get("previous"), item.derived.get("previous_time")
+    if prev is None or prev_time is None or item.value is None:
+        return []
+    own_n = any(_same_number(n, item.value) for n in numbers)
+    prev_n = any(_same_number(n, prev) for n in numbers)
+    own_d = item.time.date().isoformat() in dates if item.time else False
+    prev_d = prev_time.date().isoformat() in dates
+    out = []
+    if prev_n and not own_n and not prev_d:
+        out.append(f"value {format_number(prev)} is the value before this event (on {prev_time.date().isoformat()}), "
+                   f"not its value {format_number(item.value)}")  # fmt: skip
+    if prev_d and not prev_n:
+        out.append(f"date {prev_time.date().isoformat()} is the date of the earlier value {format_number(prev)}, not "
+                   "of the value stated")  # fmt: skip
+    if own_d and prev_n and not own_n:
+        out.append(f"value {format_number(prev)} was not measured on {item.time.date().isoformat()}")
     return out
 
 

@@ -116,6 +116,28 @@ def assist_register(
                   f"[bold]{v.state}[/bold]")  # fmt: skip
 
 
+DEMO_QUESTION = "What allergies and chronic problems are recorded?"
+
+
+def demo_question(dataset: Path, subject_id: int, question: str = DEMO_QUESTION) -> Any:
+    """The demo's last step: one question to the embedded model, the verified answer (or abstention) printed."""
+    from clinfm.assist.backends import BackendError
+    from clinfm.data.store import SubjectDatabase
+
+    console.print(f"Embedded model: SmolLM2-135M-Instruct (offline, CPU); question about patient {subject_id}: "
+                  f"[bold]{question}[/bold]")  # fmt: skip
+    try:
+        with console.status("the assistant is reading the chart and answering (the first run de-quantizes the model)"):
+            result = ask_dataset(dataset, SubjectDatabase(dataset), subject_id, question, chart_tokens=600,
+                                 answer_tokens=160, statement_chars=100)  # fmt: skip
+    except (FileNotFoundError, ImportError, BackendError) as exc:
+        console.print(f"[yellow]the assistant could not answer: {exc}[/yellow]")
+        return None
+    console.print(render_answer(result))
+    console.print(f"Ask your own: [bold]clinfm ask {dataset} {subject_id} \"...\"[/bold]")
+    return result
+
+
 def register(app: typer.Typer) -> None:
     app.command()(ask)
     app.command("assist-register")(assist_register)
