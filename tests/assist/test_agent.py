@@ -173,3 +173,18 @@ def test_every_call_is_audited_and_silent_mode_shows_nothing(tiny_dataset, gov_d
     assert verify_chain(db=gov_db)
     with pytest.raises(NotServing, match="draft"):
         a.answer(subject, "HbA1c?", org="demo", actor="dr-a", deidentified=True, state="draft", version="mv_test")
+
+
+def test_forecast_tool_respects_the_lifecycle(chart):
+    risks = [{"outcome": "VISIT//IP//START", "probability": 0.31, "ci_low": 0.2, "ci_high": 0.4}]
+    silent = ToolRegistry(chart, forecast=lambda c: {"state": "silent", "version": "mv_fm", "risks": risks})
+    out = silent.call(ToolCall("1", "forecast", {}))
+    assert not out.ok and "'silent' state: its numbers are not shown" in out.text and "31" not in out.text
+    pilot = ToolRegistry(chart, forecast=lambda c: {"state": "pilot", "version": "mv_fm", "risks": risks})
+    shown = pilot.call(ToolCall("1", "forecast", {}))
+    assert shown.ok and "31% (95% CI 20-40%)" in shown.text and len(shown.citations) == 1
+    cid = shown.citations[0]
+    from clinfm.assist.verify import Statement, check_statement
+
+    assert check_statement(Statement(text="The forecast of admission is 31%.", citations=[cid]), chart) == []
+    assert check_statement(Statement(text="The forecast of admission is 45%.", citations=[cid]), chart)

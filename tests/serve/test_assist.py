@@ -121,3 +121,49 @@ def test_silent_and_unregistered(with_assistant, governance, subject_id):
     d = draft.post("/v1/assist", json={"question": "What problems are recorded?", "subject_id": subject_id},
                    headers=bearer(governance["keys"].full))  # fmt: skip
     assert d.status_code == 503 and "draft" in d.json()["detail"]
+
+
+@pytest.mark.slow
+def test_api_with_the_embedded_model(app_factory, governance, subject_id, tmp_path_factory):
+    """The real embedded model behind /v1/assist (few tokens): loaded once, constrained, verified, audited."""
+    from fastapi.testclient import TestClient
+
+    from clinfm.assist.chart import build_chart
+    from clinfm.assist.local import LocalBackend, embedded_model_path
+    from clinfm.assist.service import Assistant, register_assistant
+    from clinfm.assist.settings import AssistSettings
+    from clinfm.assist.verify import Statement, check_statement
+    from clinfm.govern.audit import list_entries
+    from clinfm.govern.db import ModelVersionRecord, session_scope
+
+    try:
+        embedded_model_path()
+    except FileNotFoundError as exc:
+        pytest.skip(f"the embedded model wheel is not installed: {exc}")
+    import os
+
+    cache = os.environ.get("CLINFM_ASSIST_CACHE_DIR") or str(tmp_path_factory.getbasetemp().parent / "clinfm-assist-cache")
+    settings = AssistSettings(chart_tokens=250, answer_tokens=96, max_statements=1, statement_chars=40, max_steps=1,
+                              timeout_s=600)  # fmt: skip
+    app = app_factory()
+    backend = LocalBackend(cache_dir=cache, timeout_s=600)
+    assistant = Assistant(backend, settings, db=governance["db"])
+    v = register_assistant(assistant.config(), app.state.serve.settings.dataset_path, "test", org="demo", db=governance["db"])
+    with session_scope(governance["db"], write=True) as session:
+        session.get(ModelVersionRecord, v.id).state = "pilot"
+    app.state.serve.assistant = assistant
+    with TestClient(app) as client:
+        r = client.post("/v1/assist", json={"question": "What allergies are recorded?", "subject_id": subject_id},
+                        headers=bearer(governance["keys"].full))  # fmt: skip
+    assert r.status_code == 200, r.text
+    a = r.json()
+    assert a["backend"]["model_id"] == "SmolLM2-135M-Instruct.Q4_1" and a["model_version"] == v.id
+    assert 0 < a["usage"]["completion_tokens"] <= 96 and not any("did not parse" in w for w in a["warnings"])
+    assert a["verifier_outcome"] != "not run"
+    s = app.state.serve
+    chart = build_chart(s.store[subject_id], None, s.descriptions)
+    for st in a["statements"]:
+        assert check_statement(Statement(text=st["text"], citations=[c["id"] for c in st["citations"]]), chart) == []
+    assert a["abstained"] == (not a["statements"])
+    assert [e.details["answer_sha256"] for e in list_entries(db=governance["db"])
+            if e.action == "assist.answer" and e.model_version_id == v.id] == [a["answer_sha256"]]  # fmt: skip
