@@ -71,7 +71,26 @@ def register_assistant(config: dict[str, Any], dataset_dir: str | Path, actor: s
     (where / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     (where / "config.json").write_text(json.dumps({"assistant": config, "config_sha256": sha}, sort_keys=True) + "\n")
     name = name or f"assistant-{config['model_id']}".replace("/", "-")[:60]
-    return register_model(name, where, dataset_dir, actor, org=org, db=db)
+    from clinfm.govern.card import set_card_facts
+
+    v = register_model(name, where, dataset_dir, actor, org=org, db=db)
+    return set_card_facts(v.id, card_facts(config), actor=actor, org=org, db=db)
+
+
+def card_facts(config: dict[str, Any]) -> dict[str, str]:
+    """What the platform, as the assistant's developer, states on its model card."""
+    return {
+        "summary": f"Clinical assistant: {config['backend']} language model {config['model_id']} answering questions "
+                   "about one patient's record with statements that cite the record's events, each checked by a "
+                   "verifier before it is shown.",
+        "output_value": "Statements in words, each citing events of the patient's record (subject, time, code, value), "
+                        "plus the statements the verifier removed and why, or an abstention with its reason.",
+        "output_type": "Analysis (a summary of the record in answer to a question); not a prediction, not an order.",
+        "known_risks": "The verifier checks that cited events exist in this patient's record and that stated numbers, "
+                       "units, dates and codes match them; it does not check clinical reasoning, omissions or "
+                       "phrasing, so a supported statement can still mislead. Small local models answer poorly and "
+                       "often abstain. No dosing orders are given.",
+    }  # fmt: skip
 
 
 def find_assistant_version(config: dict[str, Any], org: str, db: str | None = None) -> Any | None:

@@ -105,10 +105,11 @@ def assist_register(
     as a model version in draft; promote it with `clinfm registry promote` like any model."""
     from clinfm.assist.service import Assistant, register_assistant
     from clinfm.assist.settings import AssistSettings, make_backend
+    from clinfm.govern.db import NotFound
 
     overrides = {k: v for k, v in dict(backend=backend, model_path=model_path, base_url=base_url, model=model).items()
                  if v is not None}  # fmt: skip
-    with errors_exit(ValueError, FileNotFoundError):
+    with errors_exit(ValueError, FileNotFoundError, NotFound):
         s = AssistSettings(**overrides)
         assistant = Assistant(make_backend(s), s)
         v = register_assistant(assistant.config(), dataset, actor or getpass.getuser(), org=org)
