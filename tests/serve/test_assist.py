@@ -167,3 +167,22 @@ def test_api_with_the_embedded_model(app_factory, governance, subject_id, tmp_pa
     assert a["abstained"] == (not a["statements"])
     assert [e.details["answer_sha256"] for e in list_entries(db=governance["db"])
             if e.action == "assist.answer" and e.model_version_id == v.id] == [a["answer_sha256"]]  # fmt: skip
+
+
+def test_inline_bundle_is_pseudonymized_before_the_model_sees_it(with_assistant, governance):
+    """An inline FHIR Bundle is de-identified on arrival, so even a host off the allow-list may receive it."""
+    import json
+
+    from tests.serve.test_api import FIXTURE_BUNDLE
+
+    client, assistant, _ = with_assistant([{"statements": []}], egress_allow_hosts={})
+    bundle = json.loads(FIXTURE_BUNDLE.read_text())
+    patient = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    r = client.post("/v1/assist", json={"question": "What problems are recorded?", "bundle": bundle},
+                    headers=bearer(governance["keys"].full))  # fmt: skip
+    assert r.status_code == 200, r.text
+    sent = json.dumps(assistant.model.calls[0]["messages"])
+    assert patient["id"] not in sent
+    for name in patient.get("name", []):
+        assert all(g not in sent for g in name.get("given", [])) and name.get("family", "@@") not in sent
+    assert r.json()["subject_id"] != patient["id"]
