@@ -155,8 +155,9 @@ def bench_verifier(n_subjects: int, seed: int) -> dict:
 
 
 # --- the embedded model --------------------------------------------------------------------------------------
-LOAD_SNIPPET = ("import time,sys; t=time.perf_counter(); from clinfm.assist.local import load; "
-                "m=load(cache_dir=sys.argv[1]); print(time.perf_counter()-t, m.from_cache)")
+LOAD_SNIPPET = ("import time,sys; t=time.perf_counter(); import torch, transformers, xgrammar; "
+                "from clinfm.assist.local import load; i=time.perf_counter()-t; "
+                "m=load(cache_dir=sys.argv[1]); print(i, m.load_seconds, m.from_cache)")
 
 
 def bench_load() -> dict:
@@ -165,8 +166,9 @@ def bench_load() -> dict:
         for _ in range(2):
             t0 = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", LOAD_SNIPPET, cache], capture_output=True, text=True, check=True)
-            inner, from_cache = out.stdout.split()[-2:]
-            runs.append({"process_s": time.perf_counter() - t0, "load_s": float(inner), "from_cache": from_cache == "True"})
+            imports, inner, from_cache = out.stdout.split()[-3:]
+            runs.append({"process_s": time.perf_counter() - t0, "import_s": float(imports), "load_s": float(inner),
+                         "from_cache": from_cache == "True"})  # fmt: skip
     return {"first": runs[0], "cached": runs[1], "speedup": runs[0]["load_s"] / runs[1]["load_s"]}
 
 
@@ -177,7 +179,7 @@ def bench_model(n_questions: int, decode_tokens: int, dataset: Path | None) -> d
     from clinfm.assist.agent import SYSTEM_PROMPT, answer_schema
     from clinfm.assist.local import LocalBackend
 
-    backend = LocalBackend()
+    backend = LocalBackend(timeout_s=3600)
     lm = backend.loaded
     if dataset:
         from clinfm.data.store import SubjectDatabase
@@ -253,6 +255,7 @@ def main() -> None:
     ap.add_argument("--dataset", type=Path, default=None, help="A MEDS dataset for the model runs (default: synthetic).")
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
+    ap.add_argument("--load-only", action="store_true", help="Only the load figures (and the verifier).")
     args = ap.parse_args()
     result: dict = {"verifier": bench_verifier(args.verifier_subjects, args.seed)}
     v = result["verifier"]
@@ -264,15 +267,16 @@ def main() -> None:
         result["load"] = bench_load()
         ld = result["load"]
         print(f"load: first {ld['first']['load_s']:.1f} s (de-quantize + cache), cached {ld['cached']['load_s']:.1f} s "
-              f"({ld['speedup']:.1f}x faster)")  # fmt: skip
-    if not args.skip_model:
+              f"({ld['speedup']:.1f}x faster); imports (torch, transformers, xgrammar) {ld['cached']['import_s']:.1f} s "
+              "more per process")  # fmt: skip
+    if not args.skip_model and not args.load_only:
         result["model"] = bench_model(args.questions, args.decode_tokens, args.dataset)
         m = result["model"]
         print(f"prefill {m['prefill_tok_s']:.0f} tok/s ({m['prompt_tokens']} tokens); bare decode {m['bare_decode_tok_s']:.2f} "
               f"tok/s; assistant (constrained) {m['assistant_decode_tok_s']:.2f} tok/s: ratio {m['decode_ratio']:.2f}")
         print(f"ask over {m['questions']} questions: p50 {m['ask_p50_s']:.1f} s, p95 {m['ask_p95_s']:.1f} s; answers "
               f"parsed {m['answer_parse_rate']:.0%}, tool calls parsed {m['tool_call_parse_rate']:.0%}")
-    write_result("assist", result)
+    write_result("assist-load" if args.load_only else "assist-verifier" if args.skip_model else "assist", result)
     print(json.dumps({k: v for k, v in result.get("model", {}).items() if k != "outcomes"}, default=str))
 
 

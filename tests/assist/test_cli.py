@@ -66,3 +66,45 @@ def test_register_then_the_lifecycle_governs_ask(tiny_dataset, openai_server, tm
         "*/assistant.json").__next__().read_text())["prompt_template_sha256"]  # fmt: skip
     r = CliRunner().invoke(app, ["ask", str(tiny_dataset), "101", "creatinine?", *backend], env={"CLINFM_ASSIST_USE_TOOLS": "false"})
     assert r.exit_code == 2 and "in state 'draft'" in r.output
+
+
+def test_demo_step_asks_one_question_and_prints_the_verified_answer(tiny_dataset, openai_server, tmp_path, monkeypatch, capsys):
+    from clinfm.cli.assist import DEMO_QUESTION, demo_question
+
+    url, script = openai_server
+    monkeypatch.setenv("CLINFM_HOME", str(tmp_path / "home"))
+    for k, v in {"BACKEND": "openai", "BASE_URL": url, "MODEL": "m", "USE_TOOLS": "false"}.items():
+        monkeypatch.setenv(f"CLINFM_ASSIST_{k}", v)
+    allergy = _cid(tiny_dataset, "SNOMED//294505008")
+    script.replies.append(Scripted(body=chat(json.dumps({"statements": [
+        {"text": "Allergy to penicillin is recorded.", "citations": [allergy.cid]}]}))))  # fmt: skip
+    result = demo_question(tiny_dataset, 101)
+    assert [s.text for s in result.statements] == ["Allergy to penicillin is recorded."]
+    assert DEMO_QUESTION in script.requests[0]["messages"][1]["content"]
+    out = capsys.readouterr().out
+    assert "Allergy to penicillin is recorded." in out and allergy.cid in out
+
+
+def test_the_server_builds_its_assistant_once(monkeypatch, openai_server):
+    from types import SimpleNamespace
+
+    from clinfm.serve.routes.assist import assistant_of
+    from clinfm.serve.settings import ServeSettings
+
+    url, _ = openai_server
+    for k, v in {"BACKEND": "openai", "BASE_URL": url, "MODEL": "m"}.items():
+        monkeypatch.setenv(f"CLINFM_ASSIST_{k}", v)
+    state = SimpleNamespace(settings=ServeSettings(env="test"), assistant=None)
+    first = assistant_of(state)
+    assert assistant_of(state) is first and first.model.model_id == "m"
+    monkeypatch.setenv("CLINFM_ASSIST_BACKEND", "openai")
+    monkeypatch.delenv("CLINFM_ASSIST_BASE_URL")
+    broken = SimpleNamespace(settings=ServeSettings(env="test"), assistant=None)
+    from clinfm.serve.problems import Problem
+
+    try:
+        assistant_of(broken)
+    except Problem as exc:
+        assert exc.status == 503 and "CLINFM_ASSIST_BASE_URL" in exc.detail
+    else:
+        raise AssertionError("a misconfigured assistant must answer 503")

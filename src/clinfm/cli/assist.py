@@ -130,7 +130,7 @@ def demo_question(dataset: Path, subject_id: int, question: str = DEMO_QUESTION)
     try:
         with console.status("the assistant is reading the chart and answering (the first run de-quantizes the model)"):
             result = ask_dataset(dataset, SubjectDatabase(dataset), subject_id, question, chart_tokens=600,
-                                 answer_tokens=160, statement_chars=100)  # fmt: skip
+                                 answer_tokens=160, statement_chars=100, timeout_s=600)  # fmt: skip
     except (FileNotFoundError, ImportError, BackendError) as exc:
         console.print(f"[yellow]the assistant could not answer: {exc}[/yellow]")
         return None
