@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from clinfm import schema
@@ -150,10 +150,16 @@ class Chart:
 
 
 # --- building ----------------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
 def reference_ranges() -> dict[str, dict[str, Any]]:
-    """Packaged reference ranges by code (``assist/data/reference_ranges.csv``)."""
-    text = files("clinfm.assist").joinpath("data/reference_ranges.csv").read_text()
+    """Reference ranges by code: ``$CLINFM_REFERENCE_RANGES``, else the packaged ``assist/reference-ranges.csv``."""
+    from clinfm.defaults import resolve
+
+    return _ranges(str(resolve("reference_ranges")))
+
+
+@lru_cache(maxsize=4)
+def _ranges(path: str) -> dict[str, dict[str, Any]]:
+    text = Path(path).read_text()
     out = {}
     for r in csv.DictReader(text.splitlines()):
         out[r["code"]] = {"low": float(r["low"]) if r["low"] else None, "high": float(r["high"]) if r["high"] else None,

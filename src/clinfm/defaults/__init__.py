@@ -15,6 +15,7 @@ default                   setting                        packaged file
 ``monitoring_policy``     ``CLINFM_MONITORING_POLICY``   ``policies/monitoring-policy.yaml``
 ``change_plan``           ``CLINFM_CHANGE_PLAN``         ``policies/change-plan.yaml``
 ``ddxplus``               ``CLINFM_DDXPLUS_DIR``         ``ddxplus/`` (CC-BY 4.0 and MIT, see its NOTICE.md)
+``reference_ranges``      ``CLINFM_REFERENCE_RANGES``    ``assist/reference-ranges.csv`` (the assistant's lab flags)
 ========================  =============================  ==============================================
 """
 
@@ -42,6 +43,7 @@ DEFAULTS: dict[str, Default] = {
     "monitoring_policy": Default("CLINFM_MONITORING_POLICY", "policies/monitoring-policy.yaml"),
     "change_plan": Default("CLINFM_CHANGE_PLAN", "policies/change-plan.yaml"),
     "ddxplus": Default("CLINFM_DDXPLUS_DIR", "ddxplus"),
+    "reference_ranges": Default("CLINFM_REFERENCE_RANGES", "assist/reference-ranges.csv"),
 }
 
 
