@@ -204,11 +204,13 @@ def bench_model(n_questions: int, decode_tokens: int, dataset: Path | None) -> d
         lm.model.generate(**enc, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, do_sample=False)
         bare_s = time.perf_counter() - t0
     bare_decode = (decode_tokens - 1) / max(bare_s - prefill_s, 1e-9)
+    print(f"  prefill {n_prompt} tokens {prefill_s:.1f} s; bare decode {bare_decode:.2f} tok/s", flush=True)
     # The assistant's constrained decode on the same prompt (its grammar compiled beforehand, as in a server).
     schema = answer_schema(shown, 5, 400)
     backend.grammar(schema)
     c = backend.complete(messages, schema=schema, max_tokens=decode_tokens)
     constrained_decode = (c.usage.completion_tokens - 1) / max(c.seconds - prefill_s, 1e-9)
+    print(f"  constrained decode {constrained_decode:.2f} tok/s ({c.usage.completion_tokens} tokens)", flush=True)
     # ask over the questions; forced tool calls over the same questions
     latencies, parsed, tool_ok, tool_n, outcomes = [], 0, 0, 0, []
     questions = (QUESTIONS * 2)[:n_questions]
@@ -217,6 +219,8 @@ def bench_model(n_questions: int, decode_tokens: int, dataset: Path | None) -> d
         t0 = time.perf_counter()
         a = ask(q, ch, backend, options=opts)
         latencies.append(time.perf_counter() - t0)
+        print(f"  ask {q!r}: {latencies[-1]:.1f} s, kept {len(a.statements)}, removed {len(a.removed)}, "
+              f"abstained {a.abstained}", flush=True)
         ok = not any("did not parse" in w for w in a.warnings) and (a.abstention_reason or "").find("could not be parsed") < 0
         parsed += ok
         outcomes.append({"question": q, "kept": len(a.statements), "removed": len(a.removed), "abstained": a.abstained,
