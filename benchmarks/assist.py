@@ -172,15 +172,43 @@ def bench_load() -> dict:
     return {"first": runs[0], "cached": runs[1], "speedup": runs[0]["load_s"] / runs[1]["load_s"]}
 
 
-def bench_model(n_questions: int, decode_tokens: int, dataset: Path | None) -> dict:
+def decode_rates(backend, messages: list, shown: list[str], tokens: int, reps: int) -> tuple:
+    """Prefill, bare ``model.generate`` decode and the assistant's constrained decode on the same prompt, run
+    alternately ``reps`` times; the best of each (the machine's load only ever slows a run down)."""
+    import torch
+
+    from clinfm.assist.agent import answer_schema
+
+    lm = backend.loaded
+    enc = backend.encode(messages)
+    n_prompt = int(enc["input_ids"].shape[1])
+    schema = answer_schema(shown, 5, 400)
+    backend.grammar(schema)  # compiled once, as in a server
+    prefill, bare, constrained, n_c = [], [], [], 0
+    with torch.inference_mode():
+        lm.model.generate(**enc, max_new_tokens=2, do_sample=False)  # warm-up
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            lm.model.generate(**enc, max_new_tokens=1, do_sample=False)
+            p = time.perf_counter() - t0
+            prefill.append(p)
+            t0 = time.perf_counter()
+            lm.model.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+            bare.append((tokens - 1) / max(time.perf_counter() - t0 - p, 1e-9))
+            c = backend.complete(messages, schema=schema, max_tokens=tokens)
+            n_c = c.usage.completion_tokens
+            constrained.append((n_c - 1) / max(c.seconds - p, 1e-9))
+    return n_prompt, min(prefill), max(bare), max(constrained), n_c
+
+
+def bench_model(n_questions: int, decode_tokens: int, dataset: Path | None, reps: int = 3) -> dict:
     import torch
 
     from clinfm.assist import AskOptions, ToolRegistry, ask
-    from clinfm.assist.agent import SYSTEM_PROMPT, answer_schema
+    from clinfm.assist.agent import SYSTEM_PROMPT
     from clinfm.assist.local import LocalBackend
 
     backend = LocalBackend(timeout_s=3600)
-    lm = backend.loaded
     if dataset:
         from clinfm.data.store import SubjectDatabase
 
@@ -193,24 +221,9 @@ def bench_model(n_questions: int, decode_tokens: int, dataset: Path | None) -> d
     chart = build_chart(subject, None, desc)
     context, shown = chart.render(QUESTIONS[0], opts.chart_tokens, backend.count_tokens)
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": f"{context}\nQuestion: {QUESTIONS[0]}"}]
-    enc = backend.encode(messages)
-    n_prompt = int(enc["input_ids"].shape[1])
-    with torch.inference_mode():
-        lm.model.generate(**enc, max_new_tokens=2, do_sample=False)  # warm-up
-        t0 = time.perf_counter()
-        lm.model.generate(**enc, max_new_tokens=1, do_sample=False)
-        prefill_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        lm.model.generate(**enc, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, do_sample=False)
-        bare_s = time.perf_counter() - t0
-    bare_decode = (decode_tokens - 1) / max(bare_s - prefill_s, 1e-9)
-    print(f"  prefill {n_prompt} tokens {prefill_s:.1f} s; bare decode {bare_decode:.2f} tok/s", flush=True)
-    # The assistant's constrained decode on the same prompt (its grammar compiled beforehand, as in a server).
-    schema = answer_schema(shown, 5, 400)
-    backend.grammar(schema)
-    c = backend.complete(messages, schema=schema, max_tokens=decode_tokens)
-    constrained_decode = (c.usage.completion_tokens - 1) / max(c.seconds - prefill_s, 1e-9)
-    print(f"  constrained decode {constrained_decode:.2f} tok/s ({c.usage.completion_tokens} tokens)", flush=True)
+    n_prompt, prefill_s, bare_decode, constrained_decode, n_constrained = decode_rates(backend, messages, shown, decode_tokens, reps)
+    print(f"  prefill {n_prompt} tokens {prefill_s:.1f} s; decode bare {bare_decode:.2f} tok/s, constrained "
+          f"{constrained_decode:.2f} tok/s (best of {reps}, alternating)", flush=True)
     # ask over the questions; forced tool calls over the same questions
     latencies, parsed, tool_ok, tool_n, outcomes = [], 0, 0, 0, []
     questions = (QUESTIONS * 2)[:n_questions]
@@ -244,6 +257,7 @@ def bench_model(n_questions: int, decode_tokens: int, dataset: Path | None) -> d
         "prompt_tokens": n_prompt, "prefill_s": prefill_s, "prefill_tok_s": n_prompt / prefill_s,
         "bare_decode_tok_s": bare_decode, "assistant_decode_tok_s": constrained_decode,
         "decode_ratio": constrained_decode / bare_decode, "decode_tokens": decode_tokens,
+        "constrained_tokens": n_constrained, "decode_reps": reps,
         "ask_p50_s": statistics.median(lat), "ask_p95_s": lat[min(len(lat) - 1, int(round(0.95 * (len(lat) - 1))))],
         "questions": len(questions), "answer_parse_rate": parsed / len(questions),
         "tool_call_parse_rate": tool_ok / tool_n, "threads": torch.get_num_threads(), "outcomes": outcomes,
@@ -260,6 +274,7 @@ def main() -> None:
     ap.add_argument("--skip-model", action="store_true")
     ap.add_argument("--skip-load", action="store_true")
     ap.add_argument("--load-only", action="store_true", help="Only the load figures (and the verifier).")
+    ap.add_argument("--reps", type=int, default=3, help="Alternating bare/constrained decode runs (best of each).")
     args = ap.parse_args()
     result: dict = {"verifier": bench_verifier(args.verifier_subjects, args.seed)}
     v = result["verifier"]
@@ -274,7 +289,7 @@ def main() -> None:
               f"({ld['speedup']:.1f}x faster); imports (torch, transformers, xgrammar) {ld['cached']['import_s']:.1f} s "
               "more per process")  # fmt: skip
     if not args.skip_model and not args.load_only:
-        result["model"] = bench_model(args.questions, args.decode_tokens, args.dataset)
+        result["model"] = bench_model(args.questions, args.decode_tokens, args.dataset, args.reps)
         m = result["model"]
         print(f"prefill {m['prefill_tok_s']:.0f} tok/s ({m['prompt_tokens']} tokens); bare decode {m['bare_decode_tok_s']:.2f} "
               f"tok/s; assistant (constrained) {m['assistant_decode_tok_s']:.2f} tok/s: ratio {m['decode_ratio']:.2f}")
