@@ -301,7 +301,9 @@ def _parse_completion(doc: dict[str, Any]) -> Completion:
 
 def _read_stream(r: httpx.Response, on_text: Callable[[str], None] | None, deadline: float) -> Completion:
     """Server-sent events: content deltas to ``on_text``, tool-call deltas joined by index, usage from the end."""
-    text, calls, usage, finish = [], {}, Usage(), "stop"
+    text: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    usage, finish = Usage(), "stop"
     try:
         for line in r.iter_lines():
             if time.monotonic() > deadline:

@@ -235,7 +235,7 @@ def build_chart(subject: Subject, at: dt.datetime | None = None, descriptions: d
             items += _measurements(section, evs)
         else:
             e, desc, cid = evs[-1]
-            times = f"recorded {len(evs)} times since {evs[0][0].time.date().isoformat()}" if len(evs) > 1 else None
+            times = f"recorded {len(evs)} times since {iso_day(evs[0][0].time)}" if len(evs) > 1 else None
             items.append(ChartItem(cid, section, e.time, code, desc, text=e.text_value, trend=times,
                                    derived={"count": len(evs), "first": evs[0][0].time} if times else {}))  # fmt: skip
     items.sort(key=lambda i: (SECTIONS.index(i.section), i.time or dt.datetime.min))
@@ -275,12 +275,16 @@ def _measurements(section: str, evs: list[tuple[Event, str, str]]) -> list[Chart
             p = evs[k - 1][0]
             if p.numeric_value is not None and p.numeric_value != e.numeric_value:
                 word = "rising" if e.numeric_value > p.numeric_value else "falling"
-                trend = f"{word} from {format_number(p.numeric_value)} on {p.time.date().isoformat()}"
+                trend = f"{word} from {format_number(p.numeric_value)} on {iso_day(p.time)}"
         derived = {"previous": p.numeric_value, "previous_time": p.time} if trend else {}
         out.append(ChartItem(cid, section, e.time, e.code, desc, value=e.numeric_value, unit=e.unit,
                              text=e.text_value, flag=flag, trend=trend, derived=derived,
                              in_context=k >= len(evs) - MAX_PER_CODE))  # fmt: skip
     return out
+
+
+def iso_day(t: dt.datetime | None) -> str:
+    return t.date().isoformat() if t else "undated"
 
 
 def _same_unit(a: str, b: str) -> bool:

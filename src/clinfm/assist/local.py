@@ -127,7 +127,8 @@ def _load(path: Path, cache_dir: Path, device: str) -> LoadedModel:
         raise ValueError(f"model path {str(path)!r} is neither a .gguf file nor a Hugging Face model folder")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     dtype = torch.float32 if device == "cpu" else torch.float16
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    model = model.to(device).eval()  # type: ignore[arg-type]  # transformers types .to() as a decorator wrapper
     return LoadedModel(model, tokenizer, model_id, sha, device, time.perf_counter() - t0, from_cache)
 
 
@@ -141,7 +142,7 @@ def _dequantize(gguf: Path, folder: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=folder.parent))
     try:
         # The weights are plain fp32 tensors now; only the GGUF bookkeeping marks the model "quantized".
-        model.hf_quantizer = None
+        model.hf_quantizer = None  # type: ignore[assignment]
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(str(tmp))
@@ -167,7 +168,8 @@ class _TextSink:
     """A transformers streamer that hands decoded text to a callback as tokens arrive."""
 
     def __init__(self, tokenizer: Any, prompt_len: int, on_text: Callable[[str], None]) -> None:
-        self.tokenizer, self.on_text, self.skip, self.ids, self.sent = tokenizer, on_text, True, [], ""
+        self.tokenizer, self.on_text, self.skip, self.sent = tokenizer, on_text, True, ""
+        self.ids: list[int] = []
 
     def put(self, value: Any) -> None:
         if self.skip:  # the first call carries the prompt

@@ -97,7 +97,7 @@ class ToolRegistry:
                          "required": ["code"], "additionalProperties": False})  # fmt: skip
 
         def run(code: str) -> ToolResult:
-            series = sorted((i for i in self.chart.items if i.code == code and i.value is not None), key=lambda i: i.time)
+            series = sorted((i for i in self.chart.items if i.code == code and i.value is not None), key=lambda i: i.time or dt.datetime.min)
             return _lines("lab_series", series[-MAX_RESULT_ITEMS:], f"no value of {code} in the record")
 
         return Tool(spec, run)
@@ -105,7 +105,7 @@ class ToolRegistry:
     def _latest_creatinine(self) -> ChartItem | None:
         cr = [i for i in self.chart.items if i.code in ("LOINC//2160-0", "LOINC//38483-4") and i.value is not None
               and (i.unit or "mg/dL").replace(" ", "").lower() in ("mg/dl", "umol/l")]
-        return max(cr, key=lambda i: i.time) if cr else None
+        return max(cr, key=lambda i: i.time or dt.datetime.min) if cr else None
 
     def _renal(self) -> Tool:
         spec = ToolSpec("renal_function", "This patient's eGFR (CKD-EPI 2021) from the latest serum creatinine, "
@@ -218,7 +218,7 @@ class ToolRegistry:
             if out.get("state") not in ("pilot", "general"):
                 return ToolResult("forecast", f"the forecast model {out.get('version')} is in {out.get('state')!r} "
                                   "state: its numbers are not shown", ok=False)  # fmt: skip
-            anchor = max((i for i in self.chart.items if i.time), key=lambda i: i.time, default=None)
+            anchor = max((i for i in self.chart.items if i.time), key=lambda i: i.time or dt.datetime.min, default=None)
             if anchor is None:
                 return ToolResult("forecast", "the record has no timed event to forecast from", ok=False)
             lines, cites = [], []

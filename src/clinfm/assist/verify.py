@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
 
-from clinfm.assist.chart import STOPWORDS, SYNONYMS, Chart, ChartItem, format_number, words
+from clinfm.assist.chart import STOPWORDS, SYNONYMS, Chart, ChartItem, format_number, iso_day, words
 
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")
 ISO_DATE = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
@@ -140,7 +140,7 @@ def _trend_pairing(item: ChartItem, numbers: list[str], dates: list[str]) -> lis
         out.append(f"date {prev_time.date().isoformat()} is the date of the earlier value {format_number(prev)}, not "
                    "of the value stated")  # fmt: skip
     if own_d and prev_n and not own_n:
-        out.append(f"value {format_number(prev)} was not measured on {item.time.date().isoformat()}")
+        out.append(f"value {format_number(prev)} was not measured on {iso_day(item.time)}")
     return out
 
 

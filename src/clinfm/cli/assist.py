@@ -39,7 +39,7 @@ def ask(
     if subject_id not in db:
         console.print(f"[red]error:[/red] subject {subject_id} is not in {dataset}")
         raise typer.Exit(2)
-    overrides = {k: v for k, v in dict(backend=backend, model_path=model_path, base_url=base_url, model=model,
+    overrides: dict[str, Any] = {k: v for k, v in dict(backend=backend, model_path=model_path, base_url=base_url, model=model,
                                        answer_tokens=answer_tokens).items() if v is not None}  # fmt: skip
     with errors_exit(ValueError, FileNotFoundError, EgressRefused, NotServing, BackendError):
         result = ask_dataset(dataset, db, subject_id, question, at=at, org=org, **overrides)
@@ -107,7 +107,7 @@ def assist_register(
     from clinfm.assist.settings import AssistSettings, make_backend
     from clinfm.govern.db import NotFound
 
-    overrides = {k: v for k, v in dict(backend=backend, model_path=model_path, base_url=base_url, model=model).items()
+    overrides: dict[str, Any] = {k: v for k, v in dict(backend=backend, model_path=model_path, base_url=base_url, model=model).items()
                  if v is not None}  # fmt: skip
     with errors_exit(ValueError, FileNotFoundError, NotFound):
         s = AssistSettings(**overrides)

@@ -28,7 +28,7 @@ _LOCK = threading.Lock()
 
 class AssistRequest(Body):
     question: str = Field(..., min_length=1, max_length=1000, description="The question, in words.")
-    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")  # type: ignore[valid-type]
+    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")
     bundle: dict[str, Any] | None = Field(None, description="Or: a FHIR R4 Bundle holding one Patient and their record.")
     at: dt.datetime | None = Field(None, description="Read the record as of this time (default: all of it).")
     purpose: Purpose = "treatment"
@@ -92,7 +92,7 @@ async def answer_request(request: Request, principal: Principal, body: AssistReq
         subject = await run_in_threadpool(s.predictions.store_subject, principal, body.subject_id)
         descriptions, deidentified = s.descriptions, dataset_is_deidentified(s.settings.dataset_path)
     else:
-        inline = await run_in_threadpool(s.predictions.inline_subject, principal, body.bundle)
+        inline = await run_in_threadpool(s.predictions.inline_subject, principal, body.bundle or {})
         subject, descriptions, deidentified = inline.subject, inline.descriptions, True
     assistant = await run_in_threadpool(assistant_of, s)
     version = await run_in_threadpool(find_assistant_version, assistant.config(), principal.org,
