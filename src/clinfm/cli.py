@@ -647,15 +647,21 @@ def card(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit hash chain; name the first altered, missing or reordered entry."""
+def audit_verify(
+    checkpoints: Annotated[Path | None, typer.Option("--checkpoints", help="Signed checkpoint file (default: CLINFM_AUDIT_CHECKPOINTS or <CLINFM_HOME>/audit-checkpoints.jsonl).")] = None,
+) -> None:
+    """Recompute the keyed audit chain and hold it against the signed checkpoints; name the first bad entry."""
     from clinfm.govern import verify_chain
 
-    result = verify_chain()
+    result = verify_chain(checkpoints=checkpoints)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning[/yellow]: {warning}")
     if result.ok:
-        console.print(f"[green]audit chain intact[/green]: {result.entries:,} entries")
+        anchor = f", signed checkpoint at seq {result.checkpoint_seq}" if result.checkpoint_seq else ""
+        console.print(f"[green]audit chain intact[/green]: {result.entries:,} entries{anchor}")
         return
-    err.print(f"[red]audit chain broken[/red] at entry {result.seq} ({result.problem}): {result.message}")
+    where = f" at entry {result.seq}" if result.seq is not None else ""
+    err.print(f"[red]audit chain broken[/red]{where} ({result.problem}): {result.message}")
     raise typer.Exit(1)
 
 

@@ -70,10 +70,19 @@ class ServeSettings(BaseSettings):
         if "*" in self.cors_origins:
             problems.append("CLINFM_CORS_ORIGINS contains '*' (open CORS); list the EHR and web origins")
         problems += _secret_problems(self.tenant_secret_file)
+        problems += _audit_key_problems()
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         self.cookie_secure = True
         return self
+
+
+def _audit_key_problems() -> list[str]:
+    import os
+
+    if os.environ.get("CLINFM_AUDIT_KEY") or os.environ.get("CLINFM_AUDIT_KEY_FILE"):
+        return []
+    return ["neither CLINFM_AUDIT_KEY nor CLINFM_AUDIT_KEY_FILE is set (the audit chain's MAC key, from the secret store)"]
 
 
 def _secret_problems(path: Path | None) -> list[str]:
