@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from clinfm.govern.audit import canonical_json, record, verify_chain
 
+pytestmark = pytest.mark.usefixtures("isolated_home")
+
 COLS = "seq, timestamp, actor, org_id, action, model_version_id, subject_id, purpose, details, prev_hash, hash"
 
 
