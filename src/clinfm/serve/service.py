@@ -89,7 +89,8 @@ class PredictionService:
             if isinstance(self.loader, Unavailable):
                 self.loader._refuse()
             s = self.settings
-            m = BatchingForecaster(self.loader(deployment), s.batch_window_ms, s.max_batch_size, s.prediction_cache_size)
+            m = BatchingForecaster(self.loader(deployment), s.batch_window_ms, s.max_batch_size, s.prediction_cache_size,
+                                   s.model_timeout_s, s.model_queue_limit)
             self._models[deployment.version] = m
         return m
 

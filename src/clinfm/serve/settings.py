@@ -35,6 +35,8 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(32, gt=0)
     rollout_samples: int = Field(64, gt=0, description="Sampled futures per prediction (fewer: faster, wider intervals).")
     default_horizon_days: int = Field(365, gt=0, le=3650)
+    model_timeout_s: float = Field(30.0, gt=0, le=600, description="Time budget of one forecast; past it: 503 with Retry-After.")
+    model_queue_limit: int = Field(64, ge=1, le=100_000, description="Forecasts queued per model; more are shed with 503.")
     model_threads: int = Field(1, ge=1, le=256, description="torch CPU threads for rollouts (the event loop keeps a core).")
     cookie_secure: bool = Field(False, description="Mark the web login cookie Secure (needs HTTPS); forced on in production.")
     public_base_url: str = Field("", description="Base URL used in CDS cards' links (empty: from the request).")
