@@ -27,6 +27,7 @@ from clinfm.serve.backends import (
 from clinfm.serve.deps import AuthCache
 from clinfm.serve.predictions import JsonlLog
 from clinfm.serve.problems import incident_response, install_problem_handlers, problem_response
+from clinfm.serve.limits import AuthThrottle, RefusalAudit, TenantSessions
 from clinfm.serve.security import QuotaLimiter
 from clinfm.serve.settings import ServeSettings
 
@@ -50,7 +51,9 @@ class ServeState:
     predictions: Any = None  # clinfm.serve.service.PredictionService
     feedback: JsonlLog | None = None
     cards_log: JsonlLog | None = None
-    ddx_sessions: dict[str, tuple[str, Any]] = field(default_factory=dict)  # id -> (org, state)
+    ddx_sessions: TenantSessions = field(default_factory=TenantSessions)  # per organization: id -> state
+    auth_throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    refusal_audit: RefusalAudit = field(default_factory=RefusalAudit)
     issued_cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # card uuid -> what produced it
 
     def readiness(self) -> dict[str, str]:

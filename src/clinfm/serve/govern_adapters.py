@@ -47,6 +47,13 @@ class GovernAccess:
             expires = row.expires_at.astimezone(dt.UTC).replace(tzinfo=None) if row.expires_at else None
             return expires, row.rate_per_minute
 
+    def reserve_quota(self, key_id: str, wanted: int) -> tuple[int, float]:
+        """Up to ``wanted`` tokens of the key's bucket in the database, shared by every server process."""
+        try:
+            return self._access.reserve_tokens(key_id, wanted, db=self.db)
+        except LookupError:  # the key was deleted since it was verified
+            return 0, 60.0
+
     def scope_allows(self, granted: frozenset[str], needed: str) -> bool:
         try:
             return self._access.scope_allows(sorted(granted), needed)

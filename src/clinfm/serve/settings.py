@@ -37,6 +37,7 @@ class ServeSettings(BaseSettings):
     default_horizon_days: int = Field(365, gt=0, le=3650)
     model_timeout_s: float = Field(30.0, gt=0, le=600, description="Time budget of one forecast; past it: 503 with Retry-After.")
     model_queue_limit: int = Field(64, ge=1, le=100_000, description="Forecasts queued per model; more are shed with 503.")
+    ddx_sessions_per_org: int = Field(1000, ge=1, le=1_000_000, description="Differential-diagnosis sessions kept per organization.")
     model_threads: int = Field(1, ge=1, le=256, description="torch CPU threads for rollouts (the event loop keeps a core).")
     cookie_secure: bool = Field(False, description="Mark the web login cookie Secure (needs HTTPS); forced on in production.")
     public_base_url: str = Field("", description="Base URL used in CDS cards' links (empty: from the request).")

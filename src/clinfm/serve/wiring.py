@@ -49,6 +49,12 @@ class GroupCommitAudit(AuditBackend):
                               purpose=purpose, details=detail), future))  # fmt: skip
         await asyncio.wrap_future(future)
 
+    def record_event(self, action: str, *, actor: str, org: str | None, detail: dict[str, Any]) -> None:
+        """Queue a security event (failed login, refusal, throttling) without waiting for its commit."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        future.add_done_callback(lambda f: f.exception())  # a failed write is logged by the writer, never raised here
+        self._queue.put((dict(action=action, actor=actor, org=org, details=detail), future))
+
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
@@ -60,7 +66,8 @@ class GroupCommitAudit(AuditBackend):
             try:
                 with self._session_scope(self.db, write=True) as session:
                     for entry, _ in batch:
-                        self._audit.append(session, "prediction.access", **entry)
+                        entry = dict(entry)
+                        self._audit.append(session, entry.pop("action", "prediction.access"), **entry)
                 self.commits += 1
             except Exception as exc:  # noqa: BLE001 - every waiting request fails closed
                 log.error("audit write failed for %d entries: %s", len(batch), type(exc).__name__)
@@ -86,6 +93,10 @@ def build_state(settings: ServeSettings):  # -> ServeState
         descriptions=descriptions, feedback=JsonlLog(settings.feedback_file),
         cards_log=JsonlLog(settings.data_dir / "cds-cards.jsonl"),
     )  # fmt: skip
+    if hasattr(access, "reserve_quota"):  # the quota budget is the database's, shared by every server process
+        from clinfm.serve.limits import SharedQuota
+
+        state.quotas = SharedQuota(access.reserve_quota)
     state.predictions = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
     return state
 
