@@ -22,6 +22,8 @@ from _common import write_result  # noqa: E402
 from clinfm.batch import Cohort, export_embeddings, resolve_model, score_dataset  # noqa: E402
 from clinfm.data.dataset import build_dataset  # noqa: E402
 from clinfm.data.ingest import omop  # noqa: E402
+from clinfm.defaults import packaged
+from clinfm.engine import Engine
 from clinfm.model.config import load_config  # noqa: E402
 from clinfm.model.corpus import prepare_corpus  # noqa: E402
 from clinfm.model.train import pretrain  # noqa: E402
@@ -38,13 +40,13 @@ def sha(path: Path) -> str:
 def run(dataset: Path, fm_run: Path, work: Path, engine: str, workers: int, score_points: Path, samples: int) -> dict:
     import ray
 
-    kw = {"workers": workers, "engine": engine}
+    kw = {"engine": Engine(engine, workers)}
     if engine == "ray":  # one Ray instance for the three jobs, as a cluster would be; its start-up is timed apart
         t = time.perf_counter()
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         start_s = time.perf_counter() - t
     out: dict = {"engine": engine, "workers": workers}
-    cfg = load_config(REPO / "configs" / "fm-small.yaml")
+    cfg = load_config(packaged("models/fm-small.yaml"))
     t0 = time.perf_counter()
     prepare_corpus(dataset, cfg, work / "corpus", **kw)
     t1 = time.perf_counter()
@@ -72,7 +74,7 @@ def main() -> None:
         tmp = Path(tmp)
         dataset = build_dataset(omop.plan(), tmp / "meds", shards=4).path
         fm_run = tmp / "fm"
-        small = load_config(REPO / "configs" / "fm-small.yaml").model_dump()
+        small = load_config(packaged("models/fm-small.yaml")).model_dump()
         small["training"].update(max_steps=20, eval_interval=20, checkpoint_interval=20)
         pretrain(dataset, small, fm_run)  # the jobs' cost depends on the model's size, not on its training
         import polars as pl

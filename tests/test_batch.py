@@ -13,13 +13,15 @@ from typer.testing import CliRunner
 
 from clinfm.batch import BatchError, Cohort, export_embeddings, resolve_model, score_dataset, task_cohort
 from clinfm.cli import app
+from clinfm.defaults import packaged
+from clinfm.engine import Engine
 from clinfm.model.config import load_config
 from clinfm.model.corpus import prepare_corpus
 from clinfm.tasks.config import load_task
 from tests.monitor.synthetic import clinic
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "fm-tiny.yaml"
+TINY = packaged("models/fm-tiny.yaml")
 AT = dt.datetime(2020, 6, 1)
 ENGINES = (("local", 1), ("local", 2), ("ray", 2))
 
@@ -74,7 +76,7 @@ def test_every_engine_writes_the_same_windows_embeddings_and_scores(sharded, fm_
     digests: dict[str, set[str]] = {}
     for engine, workers in ENGINES:
         run = tmp_path / f"{engine}{workers}"
-        kw = {"workers": workers, "engine": engine}
+        kw = {"engine": Engine(engine, workers)}
         stats = prepare_corpus(sharded, cfg, run / "fm", **kw)
         emb = export_embeddings(fm_run, sharded, at_june, run / "emb.parquet", **kw)
         scores = score_dataset(count, sharded, run / "count.parquet", **kw)

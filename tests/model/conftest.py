@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from clinfm import schema
+from clinfm.defaults import packaged
 
 torch.set_num_threads(1)  # tiny models: more threads only add contention on a shared 2-core machine
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_CONFIG = REPO / "configs" / "fm-tiny.yaml"
+TINY_CONFIG = packaged("models/fm-tiny.yaml")
 
 
 def _subject_events(sid: int) -> list[tuple]:

@@ -31,7 +31,7 @@ class FoundationForecaster:
     max_batch = 1
 
     def __init__(self, version: str, run_dir: Path, generate: Any, descriptions: dict[str, str]) -> None:
-        from clinfm.model.train import load_checkpoint
+        from clinfm.model.checkpoint import load_checkpoint
 
         self.version = version
         self._generate = generate
