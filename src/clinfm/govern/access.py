@@ -235,6 +235,10 @@ def _secret_matches(secret: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
+MAX_RATE_PER_MINUTE = 100_000
+"""The largest quota a key may get: more is a typo, not a plan."""
+
+
 def create_api_key(
     org: str,
     username: str,
@@ -248,8 +252,8 @@ def create_api_key(
     """Issue a key for ``username`` of ``org`` with SMART v2 ``scopes``; the returned ``key`` is never stored."""
     for scope in scopes:
         parse_scope(scope)
-    if rate_per_minute < 1:
-        raise ValueError(f"rate_per_minute {rate_per_minute} must be at least 1")
+    if not 1 <= rate_per_minute <= MAX_RATE_PER_MINUTE:
+        raise ValueError(f"rate_per_minute {rate_per_minute} must be within 1..{MAX_RATE_PER_MINUTE:,}")
     if expires_at is not None and expires_at <= utcnow():
         raise ValueError(f"expires_at {expires_at.isoformat()} is in the past")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)

@@ -32,7 +32,7 @@ class SessionDdx:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
 
     def dump(self, state: Any) -> dict[str, Any]:
-        return state.model_dump(mode="json")
+        return state.model_dump(mode="json", exclude={"kb_source"})  # a server folder is nobody's business
 
     def explain(self, state: Any) -> str:
         return self._session.explain(state).text

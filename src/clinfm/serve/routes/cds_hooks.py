@@ -272,6 +272,14 @@ def _log_cards(request: Request, principal: Principal, service_id: str, cards: l
         issued[c["uuid"]] = record
 
 
+FEEDBACK_FIELD_MAX = 200
+"""Characters kept of each override-reason field: a feedback request stores a bounded record, whatever it sends."""
+
+
+def _clip(value: Any) -> str | None:
+    return value[:FEEDBACK_FIELD_MAX] if isinstance(value, str) else None
+
+
 @router.post("/{service_id}/feedback", summary="Feedback on served cards (stored for monitoring)",
              responses=responses(*AUTH_RESPONSES, 404))
 def feedback(service_id: ServiceId, body: Feedback, request: Request,
@@ -289,7 +297,7 @@ def feedback(service_id: ServiceId, body: Feedback, request: Request,
             "received_at": now, "service_id": service_id, "org": principal.org, "key_id": principal.key_id,
             "card": item.card, "outcome": item.outcome, "outcome_timestamp": item.outcomeTimestamp,
             "accepted_suggestions": [a.id for a in item.acceptedSuggestions],
-            "override_reason": {k: reason.get(k) for k in ("code", "system", "display")} if isinstance(reason, dict) else None,
+            "override_reason": {k: _clip(reason.get(k)) for k in ("code", "system", "display")} if isinstance(reason, dict) else None,
             "has_user_comment": bool(item.overrideReason and item.overrideReason.userComment),
             "model_version": card.get("model_version") if card else None,
             "prediction_id": card.get("prediction_id") if card else None,
