@@ -106,10 +106,17 @@ def _write_parts(out: ShardOutput, parts_dir: Path, n_buckets: int, tag: str) ->
 
 
 # --- phase 2: buckets -> sorted shards -----------------------------------------------------------------
-def _merge_bucket(parts: list[Path], shard_path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _merge_bucket(parts: list[Path], shard_path: Path, subject_table: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Sort one bucket into a shard; returns (per-subject summary, rows quarantined by subject checks)."""
     df = pl.concat([pl.read_parquet(p) for p in sorted(parts)], how="vertical")
-    df, rejected = _check_birth_before_death(df)
+    checks = [_check_subject_exists(subject_table)] if subject_table else []
+    checks += [_check_one_birth, _check_birth_before_death]
+    rejected_frames = []
+    for check in checks:
+        df, bad = check(df)
+        if not bad.is_empty():
+            rejected_frames.append(bad.select(schema.SUBJECT_ID, _TABLE_COL, "_reason"))
+    rejected = pl.concat(rejected_frames) if rejected_frames else pl.DataFrame()
     df = df.sort(_SORT_KEYS, nulls_last=False, maintain_order=True)
     table = schema.events_table({c: [] for c in schema.EVENT_COLUMNS}) if df.is_empty() else None
     if table is None:
@@ -129,7 +136,36 @@ def _check_birth_before_death(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
     if bad.is_empty():
         return df, bad
     keep = joined.filter(~pl.col("_row").is_in(bad["_row"].implode())).drop("_row", "_birth")
+    reasons = [f"{schema.DEATH} at {d} is before {schema.BIRTH} at {b} for subject {s}: birth after death"
+               for s, d, b in zip(bad[schema.SUBJECT_ID], bad[schema.TIME], bad["_birth"])]  # fmt: skip
+    bad = bad.with_columns(pl.Series("_reason", reasons, dtype=pl.String))
     return keep, bad
+
+
+def _check_one_birth(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two different birth times for one subject (duplicate Patient records that disagree): neither can be trusted,
+    so every birth event of that subject is quarantined."""
+    births = df.filter(pl.col(schema.CODE) == schema.BIRTH)
+    conflicted = births.group_by(schema.SUBJECT_ID).agg(pl.col(schema.TIME).n_unique().alias("_n")).filter(pl.col("_n") > 1)
+    if conflicted.is_empty():
+        return df, df.clear()
+    is_bad = (pl.col(schema.CODE) == schema.BIRTH) & pl.col(schema.SUBJECT_ID).is_in(conflicted[schema.SUBJECT_ID].implode())
+    bad = df.filter(is_bad).with_columns(pl.format("subject {} has conflicting birth dates from duplicate records "
+                                                   "(conflict: none kept)", schema.SUBJECT_ID).alias("_reason"))  # fmt: skip
+    return df.filter(~is_bad), bad
+
+
+def _check_subject_exists(table: str) -> Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]]:
+    def check(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Events of subjects with no record in ``table``: referred to, never exported."""
+        known = df.filter(pl.col(_TABLE_COL) == table)[schema.SUBJECT_ID].unique().implode()
+        is_bad = ~pl.col(schema.SUBJECT_ID).is_in(known)
+        bad = df.filter(is_bad).with_columns(pl.format(f"subject {{}} has no {table} record in the export: the "
+                                                       "reference points to a patient that does not exist here",
+                                                       schema.SUBJECT_ID).alias("_reason"))  # fmt: skip
+        return df.filter(~is_bad), bad
+
+    return check
 
 
 def _rejections_as_quarantine(bad: pl.DataFrame) -> pa.Table:
@@ -137,10 +173,7 @@ def _rejections_as_quarantine(bad: pl.DataFrame) -> pa.Table:
         "source_file": ["(cross-record check)"] * bad.height,
         "table": bad[_TABLE_COL].to_list(),
         "locator": [f"subject {s}" for s in bad[schema.SUBJECT_ID].to_list()],
-        "reason": [
-            f"{schema.DEATH} at {d} is before {schema.BIRTH} at {b} for subject {s}: birth after death"
-            for s, d, b in zip(bad[schema.SUBJECT_ID], bad[schema.TIME], bad["_birth"])
-        ],
+        "reason": bad["_reason"].to_list(),
     }
     return pa.Table.from_pydict(rows, schema=schema.QUARANTINE_SCHEMA)
 
@@ -257,9 +290,9 @@ def _assemble(
 
     (tmp / schema.DATA_DIR).mkdir()
     buckets = [b for b in (sorted((parts / f"bucket={i}").glob("*.parquet")) for i in range(n_buckets)) if b]
-    merges = [(b, tmp / schema.DATA_DIR / f"{i}.parquet") for i, b in enumerate(buckets)]
+    merges = [(b, tmp / schema.DATA_DIR / f"{i}.parquet", plan.subject_table) for i, b in enumerate(buckets)]
     subject_frames, codes, rejected = [], set(), []
-    for (per_subject, bad), (_, shard_path) in zip(engine.map(_merge_bucket, merges), merges):
+    for (per_subject, bad), (_, shard_path, _) in zip(engine.map(_merge_bucket, merges), merges):
         subject_frames.append(per_subject)
         codes |= set(pq.read_table(shard_path, columns=[schema.CODE]).column(0).unique().to_pylist())
         if not bad.is_empty():

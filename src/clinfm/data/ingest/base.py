@@ -159,6 +159,9 @@ class SourcePlan:
     """Splits the source already defines (MEDS input); other subjects get a seeded hash split."""
     ignored_files: list[str] = field(default_factory=list)
     """Input files the source knows and deliberately does not convert (shown to the user, kept in metadata)."""
+    subject_table: str | None = None
+    """The table whose records define subjects (FHIR: ``Patient``): a subject with events but no record there was
+    only referred to, never exported, and its events are quarantined. None: no such check."""
 
 
 GZIP_EXPANSION = 6
