@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -32,6 +33,7 @@ SHARD_TARGET_BYTES = 256 * 2**20
 SPLIT_FRACTIONS = {schema.TRAIN: 0.8, schema.TUNING: 0.1, schema.HELD_OUT: 0.1}
 
 _SORT_KEYS = list(schema.EVENT_COLUMNS)
+log = logging.getLogger(__name__)
 _TABLE_COL = "_table"  # provenance of each event inside part files, dropped from the final shards
 
 
@@ -257,7 +259,7 @@ def build_dataset(
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     n_buckets = shards or max(1, math.ceil(plan.input_bytes / SHARD_TARGET_BYTES))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp(out_dir)
     try:
         parts = tmp / "_parts"
         with engine.session():
@@ -332,8 +334,57 @@ def _assemble(
     return summary
 
 
+IN_PROGRESS = ".in-progress"
+"""A file in a folder being written (it holds the writer's pid): readers refuse the folder, the next run of a
+writer removes it once that pid is gone."""
+
+
+def make_temp(out_dir: Path) -> Path:
+    """A fresh hidden sibling of ``out_dir`` to assemble output in, marked in progress; stale ones left by killed
+    runs are removed first."""
+    clean_stale_temp(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    (tmp / IN_PROGRESS).write_text(str(os.getpid()))
+    return tmp
+
+
+def clean_stale_temp(out_dir: Path) -> list[Path]:
+    """Remove ``.<name>.tmp-*`` / ``.<name>.old-*`` folders beside ``out_dir`` whose writer is no longer running."""
+    removed = []
+    for folder in [*out_dir.parent.glob(f".{out_dir.name}.tmp-*"), *out_dir.parent.glob(f".{out_dir.name}.old-*")]:
+        marker = folder / IN_PROGRESS
+        try:
+            pid = int(marker.read_text().strip()) if marker.exists() else None
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and _running(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+        log.info("removed %s, left by an interrupted run", folder.name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def refuse_in_progress(path: Path) -> None:
+    """Raise when ``path`` is a folder a writer has not finished (or a killed run left half-written)."""
+    if (path / IN_PROGRESS).exists() or ".tmp-" in path.name:
+        raise ValueError(f"{path} is a half-written dataset (a run still writing it, or one that was killed): "
+                         "read the finished dataset instead; the next run removes this folder")  # fmt: skip
+
+
 def replace_atomically(tmp: Path, out_dir: Path) -> None:
     """Move a completed folder into place; the previous one is removed only after the rename."""
+    (tmp / IN_PROGRESS).unlink(missing_ok=True)
     old = None
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

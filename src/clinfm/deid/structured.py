@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from clinfm import schema
-from clinfm.data.dataset import replace_atomically, validate_dataset
+from clinfm.data.dataset import make_temp, replace_atomically, validate_dataset
 from clinfm.engine import LOCAL, Engine, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -324,7 +323,7 @@ def deidentify_dataset(
     shards = sorted((source / schema.DATA_DIR).glob("*.parquet"), key=lambda p: p.name)
     notes: bool | NoteScrubber = _has_text(shards) if scrubber == "default" else (scrubber or False)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp(out_dir)
     try:
         (tmp / schema.DATA_DIR).mkdir()
         args = [(str(p), str(tmp / schema.DATA_DIR / p.name), secret, policy, notes) for p in shards]
