@@ -1,6 +1,7 @@
 """The MEDS contract: column names, dtypes, code conventions and the on-disk layout.
 
-Every other module imports its column names and codes from here; nothing else defines them.
+Every other module imports its column names, dtypes and fixed codes from here; codes that other modules match
+(a task's outcome codes, a lab's LOINC code) are spelled in the conventions below.
 
 Code conventions (the one place they are written down)
 ------------------------------------------------------

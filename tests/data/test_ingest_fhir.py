@@ -931,8 +931,9 @@ def test_synthea_fixture_is_valid_fhir_r4b():
 
 # --- end to end through the dataset builder ------------------------------------------------------------
 def test_build_dataset_from_fixtures_reconciles(tmp_path):
-    dataset = pytest.importorskip("clinfm.data.dataset")
     import pyarrow.parquet as pq
+
+    from clinfm.data import dataset
 
     plan = fhir.plan(FIXTURES)
     summary = dataset.build_dataset(plan, tmp_path / "meds", engine=Engine(workers=2))

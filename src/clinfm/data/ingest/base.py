@@ -1,8 +1,9 @@
 """The contract every ingest source follows, and the bookkeeping that proves nothing was lost.
 
 A source plans a list of :class:`IngestTask` (one file or row range each) and converts one task at a time
-into :class:`ShardOutput` batches; :func:`clinfm.data.dataset.build_dataset` runs the tasks (in processes,
-later on Ray), merges them into a MEDS dataset and checks the reconciliation.
+into :class:`ShardOutput` batches; :func:`clinfm.data.dataset.build_dataset` runs the tasks on an
+:class:`clinfm.engine.Engine` (this process, local processes or Ray), merges them into a MEDS dataset and
+checks the reconciliation.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class RecordCounts:
 
 @dataclass(slots=True)
 class ShardOutput:
-    """What converting (part of) one task produced. Sources fill it through :class:`ShardBuilder`."""
+    """What converting (part of) one task produced: FHIR fills it record by record through :class:`ShardBuilder`;
+    the table sources (OMOP, MIMIC, MEDS) build it from whole Arrow batches."""
 
     events: pa.Table
     quarantine: pa.Table
@@ -70,8 +72,8 @@ class ShardOutput:
 class ShardBuilder:
     """Accumulates events and quarantine rows column-wise, keeping the per-table counts honest.
 
-    Use :meth:`record` once per source record: it counts the record as read, then either converted (when
-    it produced events) or quarantined (when :meth:`reject` was called for it).
+    Every source record is counted once: :meth:`converted` when it produced events, :meth:`reject` (with where
+    and why) when it did not; either counts it as read, so read = converted + quarantined by construction.
     """
 
     def __init__(self, source_file: str) -> None:
