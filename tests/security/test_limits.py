@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from fastapi.testclient import TestClient
 
 from clinfm.govern.audit import list_entries
@@ -71,3 +73,15 @@ def test_failures_refusals_and_throttling_are_audited(app_factory, governance, s
             c.get("/v1/models", headers=bearer(keys.quota))
     actions = {e.action for e in list_entries(db=governance["db"], limit=100_000)}
     assert {"auth.failure", "auth.forbidden", "auth.throttled"} <= actions
+
+
+def test_failures_from_one_client_do_not_lock_the_key_out_for_others():
+    from clinfm.serve.limits import AuthThrottle
+    from clinfm.serve.security import QuotaExceeded
+
+    throttle = AuthThrottle()
+    for _ in range(5):
+        throttle.failed("k1", "10.0.0.66")
+    with pytest.raises(QuotaExceeded):
+        throttle.check("k1", "10.0.0.66")
+    throttle.check("k1", "10.0.0.7")  # the key's owner, elsewhere, still gets through

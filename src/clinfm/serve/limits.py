@@ -50,11 +50,15 @@ class TenantSessions:
 
 @dataclass
 class AuthThrottle:
-    """Failed authentications counted per key id and per client over a sliding window; past ``limit`` in the window
-    the next attempt is refused before any key is looked up or hashed."""
+    """Failed authentications counted over a sliding window per (key id, client), per client and per key id; past a
+    limit the next attempt is refused before any key is looked up or hashed.
 
-    limit_per_key: int = 5
+    The per-key-id limit is high on purpose: key ids are not secret, so a low one would let anyone lock a key's owner
+    out; guessing a 256-bit secret is hopeless anyway, what the throttle bounds is the slow-hash work."""
+
+    limit_per_key_client: int = 5
     limit_per_client: int = 20
+    limit_per_key: int = 100
     window_s: float = 60.0
     clock: Callable[[], float] = time.monotonic
     _fails: dict[str, deque[float]] = field(default_factory=dict)
@@ -75,9 +79,7 @@ class AuthThrottle:
         """Raise :class:`QuotaExceeded` (retry-after seconds) while the key id or the client is throttled."""
         now = self.clock()
         with self._lock:
-            for name, limit in ((f"key:{key_id}", self.limit_per_key), (f"client:{client}", self.limit_per_client)):
-                if name == "key:None":
-                    continue
+            for name, limit in self._names(key_id, client):
                 q = self._recent(name, now)
                 if len(q) >= limit:
                     raise QuotaExceeded(max(1, math.ceil(self.window_s - (now - q[0]))))
@@ -85,9 +87,14 @@ class AuthThrottle:
     def failed(self, key_id: str | None, client: str) -> None:
         now = self.clock()
         with self._lock:
-            if key_id is not None:
-                self._recent(f"key:{key_id}", now).append(now)
-            self._recent(f"client:{client}", now).append(now)
+            for name, _ in self._names(key_id, client):
+                self._recent(name, now).append(now)
+
+    def _names(self, key_id: str | None, client: str) -> list[tuple[str, int]]:
+        names = [(f"client:{client}", self.limit_per_client)]
+        if key_id is not None:
+            names += [(f"key:{key_id}|{client}", self.limit_per_key_client), (f"key:{key_id}", self.limit_per_key)]
+        return names
 
 
 @dataclass
