@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from fastapi.testclient import TestClient
 
 from clinfm.govern.audit import list_entries
