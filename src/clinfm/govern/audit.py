@@ -53,7 +53,7 @@ class PHIError(ValueError):
     """Audit details carried a key that names PHI."""
 
 
-class AuditIntegrityError(RuntimeError):
+class AuditIntegrityError(LookupError):
     """The chain cannot be appended to (its head row is gone): run ``clinfm audit verify``."""
 
 
