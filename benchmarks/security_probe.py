@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--src", type=Path, default=REPO / "src", help="the ClinFM source to probe")
     ap.add_argument("--examples", type=int, default=12, help="schemathesis examples per operation and mode")
     ap.add_argument("--label", default="this checkout")
+    ap.add_argument("--out", type=Path, help="also write the tally as JSON here")
     args = ap.parse_args()
     sys.path[:0] = [str(args.src), str(REPO)]
     tmp = Path(tempfile.mkdtemp(prefix="clinfm-security-probe-"))
@@ -78,6 +79,8 @@ def main() -> None:
         "wall_s": round(time.perf_counter() - start, 1),
     }  # fmt: skip
     print(json.dumps(out, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=1) + "\n")
 
 
 if __name__ == "__main__":
