@@ -118,7 +118,7 @@ class PredictResponse(BaseModel):
 
 
 # --- differential diagnosis -----------------------------------------------------------------------------
-AnswerValue = StrictBool | Annotated[StrictStr, Field(max_length=100)] | list[Annotated[StrictStr, Field(max_length=100)]] | Int()  # type: ignore[valid-type]
+AnswerValue = StrictBool | Annotated[StrictStr, Field(max_length=100)] | list[Annotated[StrictStr, Field(max_length=100)]] | Int()
 
 
 class DdxStart(Body):
