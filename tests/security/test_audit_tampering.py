@@ -163,8 +163,8 @@ def test_key_file_is_private_and_refused_when_exposed(db):
     _fill(db, 1)
     path = audit_keys.mac_key_file()
     assert path.stat().st_mode & 0o777 == 0o600
-    path.chmod(0o644)
-    with pytest.raises(audit_keys.AuditKeyError, match="mode 0644"):
+    path.chmod(0o664)
+    with pytest.raises(audit_keys.AuditKeyError, match="mode 0664"):
         record("test.event", actor="alice", db=db)
 
 
@@ -187,3 +187,16 @@ def test_cli_verify_names_the_entry(db, tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["audit", "verify"])
     assert result.exit_code == 1, result.output
     assert "audit_head" in result.output and "Traceback" not in result.output
+
+
+def test_init_keys_writes_private_files_and_never_overwrites(tmp_path):
+    from clinfm.cli import app
+    from clinfm.govern import audit_keys
+
+    result = CliRunner().invoke(app, ["audit", "init-keys", str(tmp_path / "keys")])
+    assert result.exit_code == 0, result.output
+    for name in ("audit.key", "audit-signing.pem"):
+        assert (tmp_path / "keys" / name).stat().st_mode & 0o777 == 0o600
+    assert CliRunner().invoke(app, ["audit", "init-keys", str(tmp_path / "keys")]).exit_code == 2
+    with pytest.raises(audit_keys.AuditKeyError, match="exists"):
+        audit_keys.generate_keys(tmp_path / "keys")

@@ -274,6 +274,11 @@ def test_production_refuses_unsafe_settings(tmp_path, monkeypatch):
     with pytest.raises(ValidationError, match="CLINFM_AUDIT_KEY"):
         ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
     monkeypatch.setenv("CLINFM_AUDIT_KEY", os.urandom(32).hex())
+    with pytest.raises(ValidationError, match="CLINFM_AUDIT_SIGNING_KEY_FILE"):
+        ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
+    from clinfm.govern.audit_keys import generate_keys
+
+    monkeypatch.setenv("CLINFM_AUDIT_SIGNING_KEY_FILE", str(generate_keys(tmp_path / "keys")[1]))
     ok = ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
     assert ok.cookie_secure
 

@@ -130,6 +130,19 @@ def audit_verify(
     raise typer.Exit(1)
 
 
+@audit_app.command("init-keys")
+def audit_init_keys(
+    directory: Annotated[Path, typer.Argument(help="Where to write audit.key, audit-signing.pem and .pub (mode 0600).")],
+) -> None:
+    """Create the audit chain's MAC key and checkpoint signing key (point CLINFM_AUDIT_KEY_FILE and
+    CLINFM_AUDIT_SIGNING_KEY_FILE at them; give auditors only the .pub)."""
+    from clinfm.govern.audit_keys import AuditKeyError, generate_keys
+
+    with errors_exit(AuditKeyError):
+        mac, signing, pub = generate_keys(directory)
+    console.print(f"Wrote {mac}, {signing} (keep both secret) and {pub} (for auditors)")
+
+
 @access_app.command("create-org")
 def access_create_org(org: Annotated[str, typer.Argument()], name: Annotated[str | None, typer.Option()] = None,
                       actor: ActorOpt = "cli") -> None:  # fmt: skip

@@ -5,11 +5,13 @@ Each comes from a setting or a file beside the registry home: ``CLINFM_AUDIT_KEY
 ``CLINFM_AUDIT_SIGNING_KEY_FILE`` (default ``<CLINFM_HOME>/audit-signing.pem``, an Ed25519 private key) for the
 checkpoints; ``CLINFM_AUDIT_VERIFY_KEY_FILE`` lets an auditor verify with only the public key. Outside production
 missing files are generated (mode 0600); with ``CLINFM_ENV=production`` nothing is generated, so a server never runs
-on a key nobody chose to provision. A key file readable by group or others is refused.
+on a key nobody chose to provision (`clinfm audit init-keys DIR` makes both). A key file writable by group or others is
+refused; one readable by them (a read-only secret mount) is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import stat
@@ -21,7 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from clinfm.govern.db import clinfm_home
 
+log = logging.getLogger(__name__)
+
 MIN_KEY_BYTES = 32
+_WARNED: set[Path] = set()
 
 
 class AuditKeyError(RuntimeError):
@@ -47,8 +52,12 @@ def checkpoints_file() -> Path:
 
 def _read_private(path: Path) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise AuditKeyError(f"audit key file {str(path)!r} has mode {mode:04o}; expected 0600 (chmod 600 it)")
+    if mode & 0o022:
+        raise AuditKeyError(f"audit key file {str(path)!r} has mode {mode:04o}: writable by others; expected 0600 "
+                            "(chmod 600 it)")  # fmt: skip
+    if mode & 0o044 and path not in _WARNED:  # a read-only secret mount (0444) is common: say so once
+        _WARNED.add(path)
+        log.warning("audit key file %s has mode %04o: readable by others; 0600 is safer", path.name, mode)
     for _ in range(50):  # a concurrent creator may not have written it yet
         data = path.read_bytes().strip()
         if data:
@@ -119,6 +128,27 @@ def signing_key(*, create: bool = True) -> Ed25519PrivateKey | None:
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditKeyError(f"audit signing key {str(path)!r} is not an Ed25519 private key")
     return key
+
+
+def generate_keys(directory: Path) -> tuple[Path, Path, Path]:
+    """New key material in ``directory`` (mode 0600): ``audit.key`` (MAC), ``audit-signing.pem`` and its ``.pub``.
+    Refuses to overwrite: a replaced key breaks verification of everything written with the old one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    mac, signing = directory / "audit.key", directory / "audit-signing.pem"
+    for path in (mac, signing):
+        if path.exists():
+            raise AuditKeyError(f"{path} exists; keep it (entries and checkpoints were made with it) or move it away")
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    for path, data in ((mac, secrets.token_hex(MIN_KEY_BYTES).encode()), (signing, pem)):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+    public = serialization.load_pem_private_key(pem, None).public_key()
+    pub = signing.with_suffix(".pub")
+    pub.write_bytes(public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return mac, signing, pub
 
 
 def verify_key() -> Ed25519PublicKey | None:

@@ -83,9 +83,15 @@ class ServeSettings(BaseSettings):
 def _audit_key_problems() -> list[str]:
     import os
 
-    if os.environ.get("CLINFM_AUDIT_KEY") or os.environ.get("CLINFM_AUDIT_KEY_FILE"):
-        return []
-    return ["neither CLINFM_AUDIT_KEY nor CLINFM_AUDIT_KEY_FILE is set (the audit chain's MAC key, from the secret store)"]
+    problems = []
+    if not (os.environ.get("CLINFM_AUDIT_KEY") or os.environ.get("CLINFM_AUDIT_KEY_FILE")):
+        problems.append("neither CLINFM_AUDIT_KEY nor CLINFM_AUDIT_KEY_FILE is set (the audit chain's MAC key, "
+                        "from the secret store; `clinfm audit init-keys DIR` makes one)")  # fmt: skip
+    signing = os.environ.get("CLINFM_AUDIT_SIGNING_KEY_FILE")
+    if not signing or not Path(signing).is_file():
+        problems.append("CLINFM_AUDIT_SIGNING_KEY_FILE does not name an Ed25519 key file (the audit checkpoints' "
+                        "signing key; `clinfm audit init-keys DIR` makes one)")  # fmt: skip
+    return problems
 
 
 def _secret_problems(path: Path | None) -> list[str]:
