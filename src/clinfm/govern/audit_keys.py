@@ -11,6 +11,7 @@ refused; one readable by them (a read-only secret mount) is logged.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -51,7 +52,14 @@ def checkpoints_file() -> Path:
 
 
 def _read_private(path: Path) -> bytes:
-    mode = stat.S_IMODE(path.stat().st_mode)
+    st = path.stat()
+    return _read_private_cached(path, st.st_mode, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_private_cached(path: Path, st_mode: int, mtime_ns: int, size: int) -> bytes:
+    """Read once per file version (path, mode, mtime, size): appends do not re-read the key each time."""
+    mode = stat.S_IMODE(st_mode)
     if mode & 0o022:
         raise AuditKeyError(f"audit key file {str(path)!r} has mode {mode:04o}: writable by others; expected 0600 "
                             "(chmod 600 it)")  # fmt: skip
@@ -63,6 +71,9 @@ def _read_private(path: Path) -> bytes:
         if data:
             return data
         time.sleep(0.01)
+        st = path.stat()
+        if st.st_size != size:  # written meanwhile: read the new version
+            return _read_private(path)
     raise AuditKeyError(f"audit key file {str(path)!r} is empty")
 
 
@@ -124,7 +135,7 @@ def signing_key(*, create: bool = True) -> Ed25519PrivateKey | None:
             path.with_suffix(".pub").write_bytes(
                 public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
             )
-    key = serialization.load_pem_private_key(_read_private(path), None)
+    key = _load_signing(_read_private(path))
     if not isinstance(key, Ed25519PrivateKey):
         raise AuditKeyError(f"audit signing key {str(path)!r} is not an Ed25519 private key")
     return key
@@ -149,6 +160,11 @@ def generate_keys(directory: Path) -> tuple[Path, Path, Path]:
     pub = signing.with_suffix(".pub")
     pub.write_bytes(public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return mac, signing, pub
+
+
+@functools.lru_cache(maxsize=4)
+def _load_signing(pem: bytes) -> object:
+    return serialization.load_pem_private_key(pem, None)
 
 
 def verify_key() -> Ed25519PublicKey | None:
