@@ -28,7 +28,7 @@ def build_state(settings: ServeSettings) -> ServeState:
         cards_log=JsonlLog(settings.data_dir / "cds-cards.jsonl"),
     )  # fmt: skip
     state.quotas = SharedQuota(state.access.reserve_quota)  # the budget is the database's, shared by every process
-    state.predictions = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
+    state.service = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
     return state
 
 
