@@ -18,6 +18,7 @@ import secrets
 import stat
 import time
 from pathlib import Path
+from typing import Literal, overload
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -119,6 +120,14 @@ def mac_key(*, create: bool = True) -> bytes | None:
     if len(key) < MIN_KEY_BYTES:
         raise AuditKeyError(f"audit key file {str(path)!r} holds {len(key)} bytes; expected {MIN_KEY_BYTES}+")
     return key
+
+
+@overload
+def signing_key(*, create: Literal[True] = ...) -> Ed25519PrivateKey: ...
+
+
+@overload
+def signing_key(*, create: bool) -> Ed25519PrivateKey | None: ...
 
 
 def signing_key(*, create: bool = True) -> Ed25519PrivateKey | None:
