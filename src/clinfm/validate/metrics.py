@@ -241,11 +241,15 @@ def bootstrap(
     y, scores: dict[str, np.ndarray], metric: WeightedMetric, n_resamples: int = ..., seed: int = ...,
     groups: np.ndarray | None = ...,
 ) -> dict[str, np.ndarray]: ...
+
+
 @overload
 def bootstrap(
     y, scores: np.ndarray, metric: WeightedMetric, n_resamples: int = ..., seed: int = ...,
     groups: np.ndarray | None = ...,
 ) -> np.ndarray: ...
+
+
 def bootstrap(
     y, scores: dict[str, np.ndarray] | np.ndarray, metric: WeightedMetric, n_resamples: int = 1000, seed: int = 0,
     groups: np.ndarray | None = None,
