@@ -202,6 +202,10 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
 
     for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web):
         app.include_router(module.router)
+    from clinfm.serve.routes import fhir_read  # FHIR read API and write proposals (issue 17)
+
+    app.include_router(fhir_read.router)
+    app.include_router(fhir_read.review_router)
     app.include_router(web.root)  # "/" opens the web page
     web.mount_static(app)
     web.install(app)
