@@ -1105,6 +1105,11 @@ def _typical_subject(db) -> int:
             return sid
     return sizes[len(sizes) // 2][1]
 
+# --- assistant evaluation suite and FHIR code domains (issue 17): commands live in clinfm.agentbench.cli ------
+from clinfm.agentbench import cli as _agentbench_cli  # noqa: E402
+
+_agentbench_cli.register(app)
+
 
 if __name__ == "__main__":  # pragma: no cover
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
