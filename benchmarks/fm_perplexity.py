@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
+from clinfm.defaults import packaged
 from clinfm import schema
 from clinfm.data.store import SubjectDatabase
 from clinfm.model.corpus import build_windows, split_ids
@@ -103,7 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset", type=Path, nargs="?", default=Path("/tmp/fm-demo/eunomia-deid"))
     ap.add_argument("--run", type=Path, default=Path("/tmp/fm-run-small"))
-    ap.add_argument("--config", type=Path, default=REPO / "configs" / "fm-small.yaml")
+    ap.add_argument("--config", type=Path, default=packaged("models/fm-small.yaml"))
     ap.add_argument("--train", action="store_true", help="train the run first if it does not exist")
     ap.add_argument("--mimic", type=Path, default=None, help="also a MIMIC-IV demo MEDS dataset (trains its own run)")
     args = ap.parse_args()

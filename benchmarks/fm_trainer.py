@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, write_result
 
+from clinfm.defaults import packaged
 from clinfm.model.config import load_config
 from clinfm.model.tokenizer import ClinicalTokenizer
 from clinfm.model.train import batch_indices, inputs_and_targets, no_loss_mask, pretrain
@@ -57,7 +58,7 @@ def bare_loop(run: Path, cfg, steps: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("dataset", type=Path, nargs="?", default=Path("/tmp/fm-demo/eunomia-deid"))
-    ap.add_argument("--config", type=Path, default=REPO / "configs" / "fm-small.yaml")
+    ap.add_argument("--config", type=Path, default=packaged("models/fm-small.yaml"))
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
+from clinfm.defaults import packaged
 from clinfm.batch import Cohort, export_embeddings, resolve_model, score_dataset  # noqa: E402
 from clinfm.data.dataset import build_dataset  # noqa: E402
 from clinfm.data.ingest import omop  # noqa: E402
@@ -44,7 +45,7 @@ def run(dataset: Path, fm_run: Path, work: Path, engine: str, workers: int, scor
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
         start_s = time.perf_counter() - t
     out: dict = {"engine": engine, "workers": workers}
-    cfg = load_config(REPO / "configs" / "fm-small.yaml")
+    cfg = load_config(packaged("models/fm-small.yaml"))
     t0 = time.perf_counter()
     prepare_corpus(dataset, cfg, work / "corpus", **kw)
     t1 = time.perf_counter()
@@ -72,7 +73,7 @@ def main() -> None:
         tmp = Path(tmp)
         dataset = build_dataset(omop.plan(), tmp / "meds", shards=4).path
         fm_run = tmp / "fm"
-        small = load_config(REPO / "configs" / "fm-small.yaml").model_dump()
+        small = load_config(packaged("models/fm-small.yaml")).model_dump()
         small["training"].update(max_steps=20, eval_interval=20, checkpoint_interval=20)
         pretrain(dataset, small, fm_run)  # the jobs' cost depends on the model's size, not on its training
         import polars as pl

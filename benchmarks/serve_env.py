@@ -1,8 +1,8 @@
 """A throw-away serving environment for the serving benchmarks: Eunomia, a governance database with a key and a
 deployed model, a tenant secret, and a uvicorn subprocess on 127.0.0.1 only.
 
-The model is the foundation model trained here with ``configs/fm-tiny.yaml`` (seconds on a CPU), registered in
-the governance database and served through ``clinfm.model.generate`` rollouts.
+The model is the foundation model trained here with the packaged ``fm-tiny`` config (seconds on a CPU), registered
+in the governance database and served through ``clinfm.model.generate`` rollouts.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def prepare(work: Path) -> dict:
     from clinfm.model.train import pretrain
 
     run = work / "run"
-    pretrain(dataset, REPO / "configs" / "fm-tiny.yaml", run)
+    pretrain(dataset, "fm-tiny", run)
     version = register_model("fm-tiny-bench", run, dataset, "bench", org="bench", db=db)
     with session_scope(db, write=True) as s:  # the lifecycle gates are not what this measures
         s.get(ModelVersionRecord, version.id).state = "general"
@@ -57,7 +57,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-MODEL = "clinfm.model.generate rollouts of a model trained with configs/fm-tiny.yaml on Eunomia"
+MODEL = "clinfm.model.generate rollouts of a model trained with the packaged fm-tiny config on Eunomia"
 
 
 def start_server(env: dict, port: int) -> subprocess.Popen:

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+from clinfm.defaults import packaged
 from clinfm.batch import BatchError, Cohort, export_embeddings, resolve_model, score_dataset, task_cohort
 from clinfm.cli import app
 from clinfm.model.config import load_config
@@ -19,7 +20,7 @@ from clinfm.tasks.config import load_task
 from tests.monitor.synthetic import clinic
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "fm-tiny.yaml"
+TINY = packaged("models/fm-tiny.yaml")
 AT = dt.datetime(2020, 6, 1)
 ENGINES = (("local", 1), ("local", 2), ("ray", 2))
 

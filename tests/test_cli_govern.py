@@ -13,6 +13,7 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
+from clinfm.defaults import packaged
 from clinfm.cli import app
 from tests.conftest import REPO
 from tests.monitor.synthetic import clinic
@@ -36,7 +37,7 @@ def test_draft_to_general_through_the_cli(tmp_path, monkeypatch):
     # The synthetic clinic's risk rises with age, so age bands are flagged by the four-fifths rule (the default
     # policy refuses that; here the committee reviews subgroup flags instead): the site's own policy file.
     policy = tmp_path / "policy.yaml"
-    policy.write_text(open(REPO / "configs/lifecycle-policy.yaml").read().replace(
+    policy.write_text(packaged("policies/lifecycle-policy.yaml").read_text().replace(
         "require_no_four_fifths_flag: true", "require_no_four_fifths_flag: false"))  # fmt: skip
     monkeypatch.setenv("CLINFM_LIFECYCLE_POLICY", str(policy))
     dataset = clinic(tmp_path / "clinic")
@@ -72,7 +73,7 @@ def test_draft_to_general_through_the_cli(tmp_path, monkeypatch):
 
     # quarter-long monitoring windows (the site's monitoring policy): a few weeks of one clinic is too noisy
     monitoring = tmp_path / "monitoring.yaml"
-    monitoring.write_text(open(REPO / "configs/monitoring-policy.yaml").read().replace("window: 28d", "window: 91d"))
+    monitoring.write_text(packaged("policies/monitoring-policy.yaml").read_text().replace("window: 28d", "window: 91d"))
     monkeypatch.setenv("CLINFM_MONITORING_POLICY", str(monitoring))
     ok(["monitor", "replay", str(dataset), "--task", "long_length_of_stay", "--model", version,
         "--from", "2020-01-01", "--to", "2021-01-01", "--every", "7d"])  # fmt: skip

@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 
 from clinfm.cli import app
 
-from .conftest import SHARED_DATA, require
 
 runner = CliRunner()
 
@@ -22,7 +21,6 @@ def test_treatment_check_flags_a_known_interaction_and_renal_dose():
 
 
 def test_ddx_interview_in_the_terminal():
-    require(SHARED_DATA / "ddxplus")
     answers = "45\nmale\nchest pain\n1\n" + "1\n" * 5
     result = runner.invoke(app, ["ddx", "--budget", "5"], input=answers)
     assert result.exit_code == 0, result.output

@@ -19,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from clinfm import __version__
+from clinfm.defaults import resolve
 
 app = typer.Typer(
     help="ClinFM: ingest clinical records into MEDS, then build, validate and serve clinical foundation models.",
@@ -349,14 +350,14 @@ def deid_text(
 
 
 # --- the foundation model -----------------------------------------------------------------------------------
-DEFAULT_FM_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fm-small.yaml"
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="Model config: a YAML path or a packaged size (fm-tiny, fm-small, fm-medium); default $CLINFM_MODEL_CONFIG, else fm-small.")]
 
 
 @app.command()
 def pretrain(
     path: Annotated[Path, typer.Argument(help="(De-identified) MEDS dataset to train on.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoints, tokenizer, config, metrics.")],
-    config: Annotated[Path, typer.Option("--config", help="YAML config (configs/fm-small.yaml, fm-medium.yaml).")] = DEFAULT_FM_CONFIG,
+    config: ConfigOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
     prepare_only: Annotated[bool, typer.Option("--prepare-only", help="Only fit the tokenizer and write the windows (then train with torchrun).")] = False,
     workers: WorkersOpt = 1,
@@ -850,9 +851,9 @@ def monitor_report_cmd(
 
 @app.command()
 def retrain(
-    plan: Annotated[Path, typer.Option("--plan", help="Change-control plan (configs/change-plan.yaml).")],
     path: Annotated[Path, typer.Argument(help="MEDS dataset with the newer data.")],
     incumbent: Annotated[str, typer.Option("--incumbent", help="Model version in use.")],
+    plan: Annotated[Path | None, typer.Option("--plan", help="Change-control plan (YAML); default $CLINFM_CHANGE_PLAN, else the packaged change-plan.yaml.")] = None,
 ) -> None:
     """Build a candidate under a predetermined change plan and compare it with the incumbent (paired bootstrap)."""
     from clinfm.monitor import retrain as run_retrain
@@ -890,7 +891,7 @@ def serve(
 @app.command()
 def evaluate(
     path: Annotated[Path, typer.Argument(help="MEDS dataset.")],
-    task: Annotated[str, typer.Option("--task", help="Task name (configs/tasks/NAME.yaml) or a YAML path.")],
+    task: Annotated[str, typer.Option("--task", help="Task name (a packaged task, or NAME.yaml in $CLINFM_TASKS_DIR) or a YAML path.")],
     report: Annotated[Path, typer.Option("--report", help="HTML report to write (a .json twin is written beside it).")],
     models: Annotated[list[str] | None, typer.Option("--models", help="count_gbm, count_lr, fm_probe, fm_zeroshot")] = None,
     fm_run: Annotated[Path | None, typer.Option("--fm-run", help="Foundation-model run folder for fm_* models.")] = None,
@@ -932,7 +933,7 @@ DEMO_TASK = "new_stroke"  # Eunomia has no deaths and no long stays; stroke has 
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo makes.")] = Path("demo-output"),
     workers: WorkersOpt = 1,
-    config: Annotated[Path, typer.Option("--config", help="Model config to pretrain.")] = DEFAULT_FM_CONFIG,
+    config: ConfigOpt = None,
     task: Annotated[str, typer.Option("--task", help="Validation task.")] = DEMO_TASK,
     serve_after: Annotated[bool, typer.Option("--serve/--no-serve", help="End by starting the server.")] = True,
     port: Annotated[int, typer.Option(help="Port for the server.")] = 8000,
@@ -1049,7 +1050,6 @@ def _demo_validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> di
     return data
 
 
-DEMO_POLICY = Path(__file__).resolve().parents[2] / "configs" / "demo-lifecycle-policy.yaml"
 
 
 def _demo_govern(run_dir: Path, deid_dir: Path, validation: dict | None) -> tuple[str, dict]:
@@ -1066,12 +1066,12 @@ def _demo_govern(run_dir: Path, deid_dir: Path, validation: dict | None) -> tupl
         console.print(f"  [yellow]default policy refused 'validated':[/yellow] {failure}")
     try:
         if boot["state"] == "draft" and validation is not None:
-            promote(version, "validated", SCIENTIST, "Demo: rehearsal under configs/demo-lifecycle-policy.yaml "
-                    "(DEMO ONLY thresholds)", policy=DEMO_POLICY)  # fmt: skip
-            console.print("  [dim]validated under the DEMO-ONLY policy (configs/demo-lifecycle-policy.yaml) to "
-                          "rehearse silent mode; a real model must pass configs/lifecycle-policy.yaml[/dim]")  # fmt: skip
+            promote(version, "validated", SCIENTIST, "Demo: rehearsal under the packaged demo-lifecycle-policy.yaml "
+                    "(DEMO ONLY thresholds)", policy=resolve("demo_lifecycle_policy"))  # fmt: skip
+            console.print("  [dim]validated under the DEMO-ONLY policy (demo-lifecycle-policy.yaml) to "
+                          "rehearse silent mode; a real model must pass lifecycle-policy.yaml[/dim]")  # fmt: skip
         v = promote(version, "silent", owner, "Demo: rehearse silent mode on de-identified demo data (no clinical use)",
-                    policy=DEMO_POLICY)  # fmt: skip
+                    policy=resolve("demo_lifecycle_policy"))  # fmt: skip
         console.print(f"Approved by the demo clinical owner [bold]{owner}[/bold]: state [bold]{v.state}[/bold] "
                       "(predictions are computed and logged; no CDS cards)")  # fmt: skip
     except GateError as exc:

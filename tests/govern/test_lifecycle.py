@@ -18,7 +18,8 @@ from clinfm.govern import (
     register_model,
     retire,
 )
-from clinfm.govern.lifecycle import REPO_POLICY, PolicyError
+from clinfm.defaults import packaged
+from clinfm.govern.lifecycle import PolicyError
 from tests.govern.conftest import validation_report
 
 REASON = "Reviewed the validation report and the silent-mode monitoring with the sepsis committee."
@@ -145,7 +146,7 @@ def test_draft_to_general_with_real_approvals_then_retired(db, draft):
 
 
 def test_policy_file_equals_the_defaults_and_is_validated(tmp_path, monkeypatch):
-    assert load_policy(REPO_POLICY) == LifecyclePolicy()
+    assert load_policy(packaged("policies/lifecycle-policy.yaml")) == LifecyclePolicy()
     stricter = tmp_path / "policy.yaml"
     stricter.write_text(yaml.safe_dump({"pilot": {"min_silent_days": 90}}))
     monkeypatch.setenv("CLINFM_LIFECYCLE_POLICY", str(stricter))

@@ -10,12 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from clinfm.defaults import packaged
 from clinfm import schema
 
 torch.set_num_threads(1)  # tiny models: more threads only add contention on a shared 2-core machine
 
 REPO = Path(__file__).resolve().parents[2]
-TINY_CONFIG = REPO / "configs" / "fm-tiny.yaml"
+TINY_CONFIG = packaged("models/fm-tiny.yaml")
 
 
 def _subject_events(sid: int) -> list[tuple]:

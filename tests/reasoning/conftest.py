@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from clinfm.reasoning.knowledge import DEFAULT_DIR, load_knowledge_base
+from clinfm.reasoning.knowledge import load_knowledge_base
 
 # P(evidence present | pathology); E_145 is one of the female-only evidences in data/evidence_sex.json.
 TOY_PROBS = {
@@ -49,6 +49,4 @@ def toy_kb(tmp_path):
 
 @pytest.fixture(scope="session")
 def real_kb():
-    if not (DEFAULT_DIR / "symptom_condition_probs.json").exists():
-        pytest.skip(f"DDXPlus knowledge base {DEFAULT_DIR} is absent (it lives in ../shared/data beside the repository)")
-    return load_knowledge_base(DEFAULT_DIR)
+    return load_knowledge_base()  # the copy packaged in clinfm/defaults/ddxplus

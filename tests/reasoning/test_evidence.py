@@ -13,13 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from clinfm.defaults import packaged
 from clinfm import schema
 from clinfm.model.config import load_config
 from clinfm.reasoning.evidence import RecordReasoning, explain_forecast, group_key, load_model
 
 torch.set_num_threads(1)  # a shared 2-core machine
 
-TINY_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fm-tiny.yaml"
+TINY_CONFIG = packaged("models/fm-tiny.yaml")
 TRIGGER, DISTRACTOR = "ICD10CM//R57.0", "ICD10CM//J45.9"  # cardiogenic shock (always fatal here), asthma (never)
 SHORT, UNKNOWN = 51, 52  # a two-event record; a record of codes no train subject has
 FAST = {"n_samples": 8, "max_new_tokens": 16}  # rollouts kept small: the tests are about the evidence

@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("clinfm.govern.access", reason="governance (clinfm.govern) is not in the tree")
 
+from clinfm.defaults import packaged
 from clinfm.serve.backends import Attribution, Estimate, Forecast, ForecastQuery
 
 FULL_SCOPES = [
@@ -160,7 +161,7 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 @pytest.fixture(scope="session")
 def real_model(governance, eunomia_meds, tmp_path_factory) -> str:
-    """A foundation model trained with configs/fm-tiny.yaml (seconds), registered for ``demo`` in ``pilot``."""
+    """A foundation model trained with the packaged fm-tiny config (seconds), registered for ``demo`` in ``pilot``."""
     generate = pytest.importorskip("clinfm.model.generate", reason="the foundation model's rollouts are not in the tree")
     del generate
     from clinfm.govern.db import ModelVersionRecord, session_scope
@@ -168,7 +169,7 @@ def real_model(governance, eunomia_meds, tmp_path_factory) -> str:
     from clinfm.model.train import pretrain
 
     run = tmp_path_factory.mktemp("fm-tiny") / "run"
-    pretrain(eunomia_meds, Path(__file__).resolve().parents[2] / "configs" / "fm-tiny.yaml", run)
+    pretrain(eunomia_meds, packaged("models/fm-tiny.yaml"), run)
     v = register_model("fm-tiny", run, eunomia_meds, "test", org="demo", db=governance["db"])
     with session_scope(governance["db"], write=True) as s:
         s.get(ModelVersionRecord, v.id).state = "pilot"

@@ -8,13 +8,13 @@ import pytest
 import yaml
 
 from clinfm.tasks.config import (
-    TASKS_DIR,
     CodeNotFoundError,
     TaskConfigError,
     available_tasks,
     check_codes,
     load_task,
     match_codes,
+    tasks_dir,
 )
 
 
@@ -52,7 +52,7 @@ def test_a_task_written_as_json_reads_back_unchanged(tmp_path):
 
 
 def _write(tmp_path, **changes):
-    raw = yaml.safe_load((TASKS_DIR / "readmission_30d.yaml").read_text())
+    raw = yaml.safe_load((tasks_dir() / "readmission_30d.yaml").read_text())
     for key, value in changes.items():
         raw[key] = value
     path = tmp_path / "task.yaml"

@@ -1,19 +1,19 @@
 """The model lifecycle: draft → validated → silent → pilot → general, and retired from anywhere, behind gates.
 
-The gates come from ``configs/lifecycle-policy.yaml`` (pydantic-validated): ``validated`` needs a validation report
+The gates come from the lifecycle policy (packaged ``clinfm/defaults/policies/lifecycle-policy.yaml``) (pydantic-validated): ``validated`` needs a validation report
 meeting the thresholds; ``silent``, ``pilot`` and ``general`` need a clinical owner's approval with a written
 reason; ``pilot`` also needs a silent-mode monitoring summary in bounds. A refusal names every failed condition.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
+from clinfm.defaults import resolve
 from clinfm.govern import audit
 from clinfm.govern.access import ROLES
 from clinfm.govern.db import DB, NotFound, Transition, User, session_scope, utcnow
@@ -23,8 +23,6 @@ from clinfm.govern.reports import read_monitoring, read_validation
 STATES = ("draft", "validated", "silent", "pilot", "general", "retired")
 NEXT = {"draft": "validated", "validated": "silent", "silent": "pilot", "pilot": "general"}
 PREVIOUS = {after: before for before, after in NEXT.items()}
-POLICY_ENV = "CLINFM_LIFECYCLE_POLICY"
-REPO_POLICY = Path(__file__).resolve().parents[3] / "configs" / "lifecycle-policy.yaml"
 
 
 # --- policy ------------------------------------------------------------------------------------------------
@@ -56,7 +54,7 @@ class RetiredGate(_Strict):
 
 
 class LifecyclePolicy(_Strict):
-    """The gates between lifecycle states; the defaults equal ``configs/lifecycle-policy.yaml``."""
+    """The gates between lifecycle states; the defaults equal the packaged ``lifecycle-policy.yaml``."""
 
     validated: ValidatedGate = ValidatedGate()
     approval: ApprovalGate = ApprovalGate()
@@ -76,11 +74,9 @@ class PolicyError(ValueError):
 
 
 def load_policy(path: str | Path | None = None) -> LifecyclePolicy:
-    """The policy at ``path``, ``$CLINFM_LIFECYCLE_POLICY``, the repository's ``configs/lifecycle-policy.yaml``,
-    or (installed without the repository) the built-in defaults, which equal that file."""
-    path = path or os.environ.get(POLICY_ENV) or (REPO_POLICY if REPO_POLICY.is_file() else None)
-    if path is None:
-        return LifecyclePolicy()
+    """The policy at ``path``, else ``$CLINFM_LIFECYCLE_POLICY``, else the packaged ``lifecycle-policy.yaml``
+    (whose values equal the model's defaults)."""
+    path = resolve("lifecycle_policy", path)
     try:
         raw = yaml.safe_load(Path(path).read_text()) or {}
         return LifecyclePolicy.model_validate(raw)

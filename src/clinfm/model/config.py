@@ -1,4 +1,5 @@
-"""Foundation-model run configuration: YAML files (``configs/fm-*.yaml``) read into pydantic models.
+"""Foundation-model run configuration: YAML files (packaged ``clinfm/defaults/models/fm-*.yaml``) read into
+pydantic models.
 
 One file has three sections: ``tokenizer`` (how timelines become tokens), ``model`` (the network's size)
 and ``training`` (optimisation, schedule, evaluation and checkpoints).
@@ -12,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from clinfm.defaults import model_config_path
 from clinfm.model.transformer import GPTConfig
 
 
@@ -82,13 +84,14 @@ class FMConfig(_Section):
     training: TrainingSection = TrainingSection()
 
 
-def load_config(config: str | Path | FMConfig | dict) -> FMConfig:
-    """An :class:`FMConfig` from a YAML path, a dict or an FMConfig (returned as is)."""
+def load_config(config: str | Path | FMConfig | dict | None = None) -> FMConfig:
+    """An :class:`FMConfig` from a YAML path, a packaged size by name (``fm-tiny``, ``fm-small``, ``fm-medium``),
+    a dict or an FMConfig (returned as is); ``None`` is ``$CLINFM_MODEL_CONFIG``, else ``fm-small``."""
     if isinstance(config, FMConfig):
         return config
     if isinstance(config, dict):
         return FMConfig.model_validate(config)
-    path = Path(config)
+    path = model_config_path(config)
     if not path.exists():
         raise FileNotFoundError(f"model config {path} does not exist")
     data = yaml.safe_load(path.read_text()) or {}

@@ -4,7 +4,7 @@ One function, :func:`pretrain`, runs single-process or as one rank of ``torchrun
 WORLD_SIZE; gloo on CPU, nccl on GPU), and ``python -m clinfm.model.train DATASET --config C --out RUN``
 is the entry point torchrun starts::
 
-    torchrun --standalone --nproc_per_node 2 -m clinfm.model.train DATASET --config configs/fm-small.yaml --out RUN
+    torchrun --standalone --nproc_per_node 2 -m clinfm.model.train DATASET --config fm-small --out RUN
 
 A run folder holds everything needed to use or continue the model:
 
@@ -352,7 +352,7 @@ def _corpus(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool, worke
 
 def pretrain(
     dataset_dir: str | Path,
-    config: str | Path | FMConfig | dict,
+    config: str | Path | FMConfig | dict | None,
     out_dir: str | Path,
     progress: ProgressFn | None = None,
     resume: bool = False,
@@ -520,7 +520,7 @@ def _print_progress(p: TrainProgress) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m clinfm.model.train", description=__doc__.splitlines()[0])
     parser.add_argument("dataset", type=Path, help="MEDS dataset folder")
-    parser.add_argument("--config", required=True, help="YAML config (configs/fm-small.yaml)")
+    parser.add_argument("--config", default=None, help="YAML path or packaged size (fm-tiny, fm-small, fm-medium)")
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stop-at-step", type=int, default=None)

@@ -1,6 +1,6 @@
 """The predetermined change control plan: which changes to a deployed model are allowed (retraining on newer data,
 recalibration), how they are made, and the bounds a candidate must meet against the incumbent, read from
-``configs/change-plan.yaml`` (pydantic-validated; unknown keys are refused)."""
+the packaged ``change-plan.yaml`` or ``$CLINFM_CHANGE_PLAN`` (pydantic-validated; unknown keys are refused)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clinfm.defaults import resolve
 from clinfm.tasks.config import Duration
 
-REPO_PLAN = Path(__file__).resolve().parents[3] / "configs" / "change-plan.yaml"
 Change = Literal["retrain", "recalibrate"]
 
 
@@ -78,7 +78,8 @@ class PlanError(ValueError):
 def load_plan(path: str | Path | ChangePlan | None = None) -> ChangePlan:
     if isinstance(path, ChangePlan):
         return path
-    path = Path(path) if path is not None else REPO_PLAN
+    """The plan at ``path``, else ``$CLINFM_CHANGE_PLAN``, else the packaged ``change-plan.yaml``."""
+    path = resolve("change_plan", path)
     try:
         return ChangePlan.model_validate(yaml.safe_load(path.read_text()) or {})
     except OSError as exc:

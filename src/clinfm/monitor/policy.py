@@ -1,19 +1,17 @@
 """The monitoring policy: window length and the thresholds that raise alerts, from
-``configs/monitoring-policy.yaml`` (pydantic-validated; unknown keys are refused)."""
+the packaged ``monitoring-policy.yaml`` or ``$CLINFM_MONITORING_POLICY`` (pydantic-validated; unknown keys are refused)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from clinfm.defaults import resolve
 from clinfm.tasks.config import Duration
 
-POLICY_ENV = "CLINFM_MONITORING_POLICY"
-REPO_POLICY = Path(__file__).resolve().parents[3] / "configs" / "monitoring-policy.yaml"
 
 
 class _Strict(BaseModel):
@@ -63,7 +61,7 @@ class Reference(_Strict):
 
 
 class MonitoringPolicy(_Strict):
-    """The defaults equal ``configs/monitoring-policy.yaml``."""
+    """The defaults equal the packaged ``monitoring-policy.yaml``."""
 
     window: Duration = dt.timedelta(days=28)
     """Monitoring windows: performance, drift and alerts are computed per window of prediction times."""
@@ -79,12 +77,10 @@ class PolicyError(ValueError):
 
 
 def load_policy(path: str | Path | MonitoringPolicy | None = None) -> MonitoringPolicy:
-    """The policy at ``path``, ``$CLINFM_MONITORING_POLICY``, the repository's file, or the built-in defaults."""
+    """The policy at ``path``, else ``$CLINFM_MONITORING_POLICY``, else the packaged ``monitoring-policy.yaml``."""
     if isinstance(path, MonitoringPolicy):
         return path
-    path = path or os.environ.get(POLICY_ENV) or (REPO_POLICY if REPO_POLICY.is_file() else None)
-    if path is None:
-        return MonitoringPolicy()
+    path = resolve("monitoring_policy", path)
     try:
         return MonitoringPolicy.model_validate(yaml.safe_load(Path(path).read_text()) or {})
     except OSError as exc:

@@ -1,7 +1,7 @@
 """The DDXPlus knowledge base: pathologies, evidences (questions) and P(evidence | pathology), loaded from files.
 
-Nothing clinical is written in code here: every number comes from the three DDXPlus release files (or a folder
-in the same format) plus ``data/evidence_sex.json``; the knowledge-base version is a hash of those bytes.
+Nothing clinical is written in code here: every number comes from the three DDXPlus release files (packaged in
+``clinfm/defaults/ddxplus`` with their licence and attribution, or a folder in the same format) plus ``data/evidence_sex.json``; the knowledge-base version is a hash of those bytes.
 
 What the files hold, and how the engine reads them (checked against the real release):
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clinfm.defaults import resolve
+
 FILES = ("release_conditions.json", "release_evidences.json", "symptom_condition_probs.json")
-ENV_VAR = "CLINFM_DDXPLUS_DIR"
-DEFAULT_DIR = Path(__file__).resolve().parents[3].parent / "shared/data/ddxplus"
 SEX_FILE = Path(__file__).resolve().parent / "data" / "evidence_sex.json"
 DEFAULT_EPS = 1e-3
 """Likelihoods are clipped to [eps, 1 - eps]: one unexpected answer costs a pathology at most a factor 1,000
@@ -114,12 +113,12 @@ class KnowledgeBase:
 
 
 def resolve_dir(path: str | Path | None = None) -> Path:
-    """The DDXPlus folder: the argument, else $CLINFM_DDXPLUS_DIR, else ../shared/data/ddxplus beside the repo."""
-    folder = Path(path or os.environ.get(ENV_VAR) or DEFAULT_DIR).expanduser()
+    """The DDXPlus folder: the argument, else $CLINFM_DDXPLUS_DIR, else the copy packaged in ``clinfm/defaults``."""
+    folder = resolve("ddxplus", path)
     missing = [name for name in FILES if not (folder / name).is_file()]
     if missing:
         raise FileNotFoundError(f"DDXPlus knowledge base folder {folder} lacks {', '.join(missing)}; pass a folder "
-                                f"holding {', '.join(FILES)} or set {ENV_VAR}")
+                                f"holding {', '.join(FILES)} or set CLINFM_DDXPLUS_DIR")
     return folder
 
 

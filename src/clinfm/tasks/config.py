@@ -1,4 +1,5 @@
-"""Prediction tasks as configuration: ``configs/tasks/*.yaml`` read into strict pydantic models.
+"""Prediction tasks as configuration: task YAML files (packaged in ``clinfm/defaults/tasks``, or the folder
+``$CLINFM_TASKS_DIR``) read into strict pydantic models.
 
 Every task names its prediction time, observation window, outcome window and exclusions; nothing about a
 task lives in code except how its kind turns events into labels (``labelers.py``).
@@ -23,8 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-TASKS_DIR = Path(__file__).resolve().parents[3] / "configs" / "tasks"
-"""Where named tasks live (``clinfm evaluate DATASET in_hospital_mortality`` reads ``TASKS_DIR/<name>.yaml``)."""
+from clinfm.defaults import resolve
 
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(s|min|h|d|w|y)\s*$")
 _ISO_DURATION = TypeAdapter(dt.timedelta)
@@ -186,13 +186,12 @@ def _fmt(td: dt.timedelta) -> str:
 
 
 def load_task(name_or_path: str | Path) -> TaskConfig:
-    """Read a task from a YAML path, or by name from :data:`TASKS_DIR`; errors name the field and value."""
+    """Read a task from a YAML path, or by name from :func:`tasks_dir`; errors name the field and value."""
     path = Path(name_or_path)
     if not path.suffix and not path.exists():
-        path = TASKS_DIR / f"{name_or_path}.yaml"
+        path = tasks_dir() / f"{name_or_path}.yaml"
     if not path.exists():
-        known = sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
-        raise TaskConfigError(f"task {str(name_or_path)!r} is neither a YAML file nor one of {known}")
+        raise TaskConfigError(f"task {str(name_or_path)!r} is neither a YAML file nor one of {available_tasks()}")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -217,8 +216,14 @@ def _explain(exc: ValidationError, raw: dict) -> str:
     return "; ".join(lines)
 
 
+def tasks_dir() -> Path:
+    """Where named tasks live: ``$CLINFM_TASKS_DIR``, else the packaged ``clinfm/defaults/tasks``."""
+    return resolve("tasks")
+
+
 def available_tasks() -> list[str]:
-    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+    """The named tasks (``clinfm evaluate DATASET --task NAME`` reads ``tasks_dir()/NAME.yaml``)."""
+    return sorted(p.stem for p in tasks_dir().glob("*.yaml"))
 
 
 def match_codes(patterns: list[str], codes: list[str]) -> list[str]:
