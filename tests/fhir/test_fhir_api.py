@@ -250,3 +250,22 @@ def test_bad_writes_refused_and_not_kept(fhir_client, keys, body, status, words)
     assert r.status_code == status, r.text
     assert words in r.json()["detail"]
     assert fhir_client.get("/v1/proposals", headers=auth(keys.write)).json()["proposals"] == []
+
+
+def test_assist_feedback_is_kept_with_its_ids(fhir_app, fhir_governance, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from clinfm.agentbench.feedback import read_feedback
+    from clinfm.govern import access as A
+
+    key = A.create_api_key("demo", "svc", ["user/Assist.c"], actor="test", db=fhir_governance["db"]).key
+    with TestClient(fhir_app()) as c:
+        body = {"rating": -1, "correction": "The latest potassium is 4.0 mmol/L", "reason": "wrong value",
+                "question": "Latest potassium?", "subject_id": 1001}  # fmt: skip
+        r = c.post("/v1/assist/ans_123/feedback", headers=auth(key), json=body)
+        assert r.status_code == 201, r.text
+        assert c.post("/v1/assist/ans_123/feedback", headers=auth(key), json={"rating": 5}).status_code == 422
+        assert c.post("/v1/assist/ans_123/feedback", headers=auth(fhir_governance["keys"].read), json={"rating": 1}).status_code == 403
+    entries = read_feedback(tmp_path / "serve-data" / "assist-feedback.jsonl", "demo")
+    assert [(e["id"], e["answer_id"], e["rating"], e["correction"]) for e in entries] == [
+        (r.json()["id"], "ans_123", -1, "The latest potassium is 4.0 mmol/L")]

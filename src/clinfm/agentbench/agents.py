@@ -283,6 +283,21 @@ def parse_finish(text: str) -> tuple[list[Any] | None, list[str], bool]:
     return (None if abstained else answer), [str(c) for c in cites if isinstance(c, str)], abstained
 
 
+POST_ACCEPTED = ("POST request accepted and executed successfully. Please call FINISH if you have got answers for all "
+                 "the questions and finished all the requested tasks")  # fmt: skip
+
+
+def task_messages(task: Task) -> list[dict[str, str]]:
+    """The opening message of a task (MedAgentBench's prompt with ClinFM's functions)."""
+    functions = json.dumps([{k: (v.format(base=BASE) if isinstance(v, str) else v) for k, v in f.items()} for f in FUNCTIONS])
+    return [{"role": "user", "content": PROMPT.format(functions=functions, context=task.context, question=task.instruction,
+                                                      base=BASE)}]  # fmt: skip
+
+
+def get_feedback(result: dict[str, Any]) -> str:
+    return ("Here is the response from the GET request:\n" + json.dumps(result))[:MAX_TOOL_CHARS]
+
+
 class ChatAgent:
     """MedAgentBench's loop over a chat backend: at most ``max_steps`` calls, then the task is failed."""
 
@@ -293,9 +308,7 @@ class ChatAgent:
     def solve(self, task: Task, tools: FhirTools) -> Outcome:
         out = Outcome(task.id)
         start = time.perf_counter()
-        functions = json.dumps([{k: (v.format(base=BASE) if isinstance(v, str) else v) for k, v in f.items()} for f in FUNCTIONS])
-        messages = [{"role": "user", "content": PROMPT.format(functions=functions, context=task.context,
-                                                              question=task.instruction, base=BASE)}]  # fmt: skip
+        messages = task_messages(task)
         try:
             for _ in range(self.max_steps):
                 reply = self.backend.complete(messages)
@@ -334,10 +347,10 @@ class ChatAgent:
             if isinstance(result, str):
                 return f"POST refused: {result}"
             out.posts.append(result)
-            return "POST request accepted and executed successfully. Please call FINISH if you have got answers for all the questions and finished all the requested tasks"
+            return POST_ACCEPTED
         m = _GET.match(text)
         if m:
-            return "Here is the response from the GET request:\n" + json.dumps(tools.get(m.group(1)))
+            return get_feedback(tools.get(m.group(1)))
         return "Invalid reply: answer with GET, POST or FINISH only."
 
 

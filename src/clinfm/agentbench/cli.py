@@ -91,6 +91,95 @@ def assist_eval(
         console.print(f"attached to {attach} as report {getattr(info, 'id', info)}")
 
 
+def assist_finetune(
+    dataset: Annotated[Path, typer.Argument(help="De-identified MEDS dataset (train split for examples, held-out for the comparison).")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: checkpoint/, adapter/, merged/, lineage.json (rerun to resume).")],
+    model: Annotated[str | None, typer.Option(help="Base model folder or .gguf (default: the embedded SmolLM2-135M-Instruct).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Optimizer steps (one example each).")] = 40,
+    examples: Annotated[int, typer.Option(min=1, help="Instruction examples drawn from the train split.")] = 200,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate of the LoRA weights.")] = 2e-4,
+    rank: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    feedback: Annotated[Path | None, typer.Option(help="Clinician feedback JSONL (default: $CLINFM_DATA_DIR/assist-feedback.jsonl).")] = None,
+    org: Annotated[str | None, typer.Option(help="Organization whose feedback is used and who owns the version.")] = None,
+    name: Annotated[str, typer.Option(help="Registry model name of the fine-tuned assistant.")] = "clinfm-assistant",
+    compare_limit: Annotated[int, typer.Option(min=0, help="Held-out tasks for the base vs fine-tuned comparison (0: skip, not registered).")] = 26,
+    plan: Annotated[Path | None, typer.Option(help="Change plan (bootstrap resamples and seed; default: the packaged plan).")] = None,
+    base_version: Annotated[str | None, typer.Option(help="Registry version of the base assistant (a refused comparison is attached to it).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the example draw, training order and bootstrap.")] = 0,
+) -> None:
+    """LoRA fine-tuning of the local assistant model on the organization's records and clinician feedback;
+    registered only when the change plan's paired comparison on held-out subjects shows it better."""
+    import json
+
+    from clinfm.agentbench.feedback import read_feedback
+    from clinfm.agentbench.finetune import FinetuneConfig, decide, finetune, instruction_examples, register_finetuned
+    from clinfm.monitor.plan import load_plan
+
+    fb_path = feedback or Path(os.environ.get("CLINFM_DATA_DIR", "clinfm-data")) / "assist-feedback.jsonl"
+    config = FinetuneConfig(steps=steps, examples=examples, learning_rate=learning_rate, rank=rank, alpha=2 * rank, seed=seed)
+    try:
+        change_plan = load_plan(plan)
+        fb = read_feedback(fb_path, org)
+        with tempfile.TemporaryDirectory(prefix="clinfm-finetune-") as tmp:
+            ex, manifest = instruction_examples(dataset, tmp, config, fb)
+        console.print(f"{manifest['n_examples']} instruction examples ({manifest['by_category']}), {len(manifest['feedback_ids'])} from feedback")
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("assist-finetune"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+                      TimeElapsedColumn(), console=err) as bar:  # fmt: skip
+            job = bar.add_task("steps", total=steps, loss="-")
+            result = finetune(ex, manifest, out, config, model, progress=lambda i, n, loss: bar.update(job, completed=i, loss=f"{loss:.3f}"))
+    except (ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"loss {result.losses[0]:.3f} -> {result.losses[-1]:.3f} over {len(result.losses)} steps "
+                  f"(resumed from {result.resumed_from}); CPU {result.cpu_seconds / 60:.1f} min, peak RSS {result.peak_rss_mb:.0f} MB")  # fmt: skip
+    if compare_limit == 0:
+        console.print(f"weights: {out / 'merged'} and {out / 'adapter'}; not compared, so not registered")
+        return
+    n_boot, boot_seed = change_plan.bounds.n_resamples, change_plan.bounds.seed
+    base_doc = run_evaluation(dataset, "local", out / "compare-base.html", limit=compare_limit, seed=seed, model=model, n_resamples=n_boot)
+    tuned_doc = run_evaluation(dataset, "local", out / "compare-tuned.html", limit=compare_limit, seed=seed,
+                               model=str(out / "merged"), n_resamples=n_boot)  # fmt: skip
+    comparison = _compare_docs(base_doc, tuned_doc, n_boot, boot_seed)
+    accepted, reason = decide(comparison["query"])
+    doc = {"plan": change_plan.name, "accepted": accepted, "reason": reason, "comparison": comparison, "lineage": result.lineage,
+           "base_report": base_doc["success"], "tuned_report": tuned_doc["success"]}  # fmt: skip
+    (out / "change_comparison.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    console.print(f"change plan {change_plan.name!r}: {'ACCEPTED' if accepted else 'refused'}: {reason}")
+    from clinfm.govern.registry import attach_report
+
+    actor = os.environ.get("USER", "cli")
+    if accepted:
+        version = register_finetuned(result, dataset, name, actor, org=org)
+        attach_report(version.id, doc, kind=change_plan.governance.report_kind, actor=actor)
+        attach_report(version.id, tuned_doc, kind="assist_evaluation", actor=actor)
+        console.print(f"registered {version.id} ({name} v{version.version}, draft) with its comparison and evaluation")
+    elif base_version:
+        attach_report(base_version, doc, kind=change_plan.governance.report_kind, actor=actor)
+        console.print(f"not registered; the comparison is attached to {base_version}")
+    else:
+        console.print(f"not registered; the comparison is in {out / 'change_comparison.json'}")
+
+
+def _compare_docs(base: dict[str, Any], tuned: dict[str, Any], n_resamples: int, seed: int) -> dict[str, Any]:
+    """Paired comparison of two runs of the same tasks (their per-task outcomes, matched by id)."""
+    from clinfm.agentbench.finetune import paired_comparison
+    from clinfm.agentbench.grade import Grade
+    from clinfm.agentbench.tasks import Task
+
+    by_id = {t["id"]: t for t in tuned["tasks"]}
+
+    def rows(doc: dict[str, Any], pick) -> list:
+        return [(Task(t["id"], t["category"], t["subject_id"], "", "", "", {}, None), None, Grade(pick(t)["success"], ""))
+                for t in doc["tasks"] if t["id"] in by_id]  # fmt: skip
+
+    base_rows = rows(base, lambda t: t)
+    tuned_rows = rows(base, lambda t: by_id[t["id"]])
+    return {name: paired_comparison(base_rows, tuned_rows, n_resamples, seed, kind=kind)
+            for name, kind in (("query", "query"), ("action", "action"), ("all", None))}
+
+
 def fhir_domains(
     dataset: Annotated[Path, typer.Argument(help="MEDS dataset (ingested from OMOP).")],
     omop: Annotated[Path | None, typer.Option(help="OMOP DuckDB file whose concept table names the domains (default: Eunomia).")] = None,
@@ -115,4 +204,5 @@ def _fmt(m: dict[str, Any]) -> str:
 
 def register(app: typer.Typer) -> None:
     app.command("assist-eval")(assist_eval)
+    app.command("assist-finetune")(assist_finetune)
     app.command("fhir-domains")(fhir_domains)
