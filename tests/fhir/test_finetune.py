@@ -93,3 +93,24 @@ def test_change_decision_needs_a_lower_bound_above_zero():
     assert up["difference"] == pytest.approx(0.5) and decide(up)[0]
     flat = paired_comparison(base, same, n_resamples=300)
     assert flat["difference"] == 0 and not decide(flat)[0]
+
+
+@pytest.mark.slow
+def test_cli_finetune_compares_on_held_out_and_refuses_an_unproven_change(tiny, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from clinfm.agentbench.finetune import FinetuneConfig, instruction_examples
+    from clinfm.cli import app
+
+    examples, _ = instruction_examples(tiny, tmp_path / "w", FinetuneConfig(examples=2, per_subject=3))
+    model = tiny_model(tmp_path / "base", [m["content"] for e in examples for m in e["messages"]])
+    monkeypatch.setenv("CLINFM_HOME", str(tmp_path / "home"))
+    out = tmp_path / "run"
+    r = CliRunner().invoke(app, ["assist-finetune", str(tiny), "--out", str(out), "--model", str(model), "--steps", "2",
+                                 "--examples", "2", "--feedback", str(tmp_path / "none.jsonl"), "--compare-limit", "3",
+                                 "--max-steps", "1", "--max-new-tokens", "8"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "change_comparison.json").read_text())
+    assert doc["accepted"] is False and "not registered" in r.output
+    assert doc["comparison"]["all"]["n"] == 3 and doc["lineage"]["base_weights_sha256"]
+    assert (out / "compare-base.json").exists() and (out / "compare-tuned.json").exists()

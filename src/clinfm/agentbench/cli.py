@@ -19,7 +19,8 @@ err = Console(stderr=True)
 def run_evaluation(dataset: Path, backend: str, report: Path, *, limit: int | None = None, seed: int = 0,
                    split: str = "held_out", per_subject: int = 6, model: str | None = None, adapter: str | None = None,
                    base_url: str | None = None, api_key: str | None = None, n_resamples: int = 1000,
-                   workdir: Path | None = None, progress: Any = None) -> dict[str, Any]:  # fmt: skip
+                   workdir: Path | None = None, progress: Any = None, max_steps: int = 8,
+                   max_new_tokens: int = 160) -> dict[str, Any]:  # fmt: skip
     """Build the evaluation store from ``split``, generate tasks, run the agent, write the HTML + JSON report."""
     from clinfm.agentbench.agents import BaselineAgent, ChatAgent, FhirTools, LocalChat, OpenAIChat
     from clinfm.agentbench.report import run_suite, summarize, write_report
@@ -42,12 +43,13 @@ def run_evaluation(dataset: Path, backend: str, report: Path, *, limit: int | No
             name = model or os.environ.get("CLINFM_OPENAI_MODEL")
             if not url or not name:
                 raise ValueError("backend openai needs --base-url and --model (or CLINFM_OPENAI_BASE_URL / CLINFM_OPENAI_MODEL)")
-            agent = ChatAgent(OpenAIChat(url, name, api_key or os.environ.get("CLINFM_OPENAI_API_KEY")))
+            agent = ChatAgent(OpenAIChat(url, name, api_key or os.environ.get("CLINFM_OPENAI_API_KEY")), max_steps)
         else:
-            agent = ChatAgent(LocalChat(model, adapter))
+            agent = ChatAgent(LocalChat(model, adapter, max_new_tokens=max_new_tokens), max_steps)
         results = run_suite(tasks, agent, tools, progress)
     doc = summarize(results, backend, n_resamples=n_resamples, seed=seed)
-    doc.update(dataset=str(dataset), split=split, seed=seed, limit=limit, model=model, adapter=adapter)
+    doc.update(dataset=str(dataset), split=split, seed=seed, limit=limit, model=model, adapter=adapter,
+               max_steps=max_steps, max_new_tokens=max_new_tokens)
     write_report(doc, report)
     return doc
 
@@ -64,6 +66,8 @@ def assist_eval(
     adapter: Annotated[str | None, typer.Option(help="local: a LoRA adapter folder.")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: endpoint base URL (…/v1).")] = None,
     attach: Annotated[str | None, typer.Option(help="Registry version id to attach the report to (kind assist_evaluation).")] = None,
+    max_steps: Annotated[int, typer.Option(min=1, help="Model calls per task before it counts as failed.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=8, help="local: tokens generated per call.")] = 160,
 ) -> None:
     """MedAgentBench-style task suite over the store's FHIR view, graded by code, with bootstrap intervals."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -72,8 +76,8 @@ def assist_eval(
         job = bar.add_task("tasks", total=None)
         try:
             doc = run_evaluation(dataset, backend, report, limit=limit, seed=seed, split=split, per_subject=per_subject,
-                                 model=model, adapter=adapter, base_url=base_url,
-                                 progress=lambda i, n: bar.update(job, completed=i, total=n))  # fmt: skip
+                                 model=model, adapter=adapter, base_url=base_url, max_steps=max_steps,
+                                 max_new_tokens=max_new_tokens, progress=lambda i, n: bar.update(job, completed=i, total=n))  # fmt: skip
         except (ValueError, FileNotFoundError) as exc:
             err.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(2) from exc
@@ -106,6 +110,8 @@ def assist_finetune(
     plan: Annotated[Path | None, typer.Option(help="Change plan (bootstrap resamples and seed; default: the packaged plan).")] = None,
     base_version: Annotated[str | None, typer.Option(help="Registry version of the base assistant (a refused comparison is attached to it).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the example draw, training order and bootstrap.")] = 0,
+    max_steps: Annotated[int, typer.Option(min=1, help="Comparison: model calls per task.")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(min=8, help="Comparison: tokens generated per call.")] = 160,
 ) -> None:
     """LoRA fine-tuning of the local assistant model on the organization's records and clinician feedback;
     registered only when the change plan's paired comparison on held-out subjects shows it better."""
@@ -138,9 +144,9 @@ def assist_finetune(
         console.print(f"weights: {out / 'merged'} and {out / 'adapter'}; not compared, so not registered")
         return
     n_boot, boot_seed = change_plan.bounds.n_resamples, change_plan.bounds.seed
-    base_doc = run_evaluation(dataset, "local", out / "compare-base.html", limit=compare_limit, seed=seed, model=model, n_resamples=n_boot)
-    tuned_doc = run_evaluation(dataset, "local", out / "compare-tuned.html", limit=compare_limit, seed=seed,
-                               model=str(out / "merged"), n_resamples=n_boot)  # fmt: skip
+    budget = {"limit": compare_limit, "seed": seed, "n_resamples": n_boot, "max_steps": max_steps, "max_new_tokens": max_new_tokens}
+    base_doc = run_evaluation(dataset, "local", out / "compare-base.html", model=model, **budget)
+    tuned_doc = run_evaluation(dataset, "local", out / "compare-tuned.html", model=str(out / "merged"), **budget)
     comparison = _compare_docs(base_doc, tuned_doc, n_boot, boot_seed)
     accepted, reason = decide(comparison["query"])
     doc = {"plan": change_plan.name, "accepted": accepted, "reason": reason, "comparison": comparison, "lineage": result.lineage,
