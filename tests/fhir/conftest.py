@@ -36,6 +36,7 @@ EVENTS = [
     (1003, None, "GENDER//F", None, None, None),
     (1003, D(1980, 5, 1), schema.BIRTH, None, None, None),
     (1003, D(2021, 6, 1), "LOINC//2345-7", 101.0, None, "mg/dL"),
+    (1003, D(2021, 6, 2), "MIMIC_EMAR//Sodium Chloride 0.9%  Flush", None, "Flushed", None),
 ]
 DESCRIPTIONS = {"LOINC//2823-3": "Potassium serum/plasma", "LOINC//8867-4": "Heart rate",
                 "SNOMED//44054006": "Diabetes mellitus type 2", "SNOMED//1225002": "Radiography of humerus",

@@ -117,6 +117,10 @@ def test_everything_and_read_by_id(fhir_client, keys):
     assert types[0] == "Patient" and len(types) == 1 + 11  # 13 timed events; birth is Patient; END is part of Encounter
     for e in b["entry"]:
         validate_r4b(e["resource"])
+    for e in get(fhir_client, keys, "/fhir/Patient/1003/$everything")["entry"]:  # a code with a double space
+        validate_r4b(e["resource"])
+    flush = get(fhir_client, keys, "/fhir/MedicationRequest?patient=1003&code=Sodium Chloride 0.9% Flush")
+    assert flush["total"] == 1
     obs = next(e["resource"] for e in b["entry"] if e["resource"]["resourceType"] == "Observation")
     again = get(fhir_client, keys, f"/fhir/Observation/{obs['id']}")
     assert again == obs

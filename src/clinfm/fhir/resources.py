@@ -14,7 +14,8 @@ Which resource a code becomes
                                                        else ``exam``
 ``ICD10CM//…``, ``ICD9CM//…``                          Condition, category ``problem-list-item``
 ``ICD10PCS//``, ``ICD9Proc//``, ``CPT4//``, ``HCPCS//``  Procedure
-``RxNorm//``, ``NDC//``, ``ATC//``                     MedicationRequest (intent ``order``)
+``RxNorm//``, ``NDC//``, ``ATC//``, ``MIMIC_DRUG//``,  MedicationRequest (intent ``order``; MIMIC's eMAR
+``MIMIC_EMAR//``                                       administrations too: no MedicationAdministration here)
 ``CVX//…``                                             Immunization
 ``ALLERGY//…``                                         AllergyIntolerance
 ``NOTE//…``                                            DocumentReference (the note's text as an attachment)
@@ -128,7 +129,7 @@ class CodeCatalog:
             return Kind("DocumentReference", "clinical-note")
         if vocab == "ALLERGY":
             return Kind("AllergyIntolerance")
-        if vocab in ("RxNorm", "NDC", "ATC"):
+        if vocab in ("RxNorm", "NDC", "ATC", "MIMIC_DRUG", "MIMIC_EMAR"):
             return Kind("MedicationRequest")
         if vocab == "CVX":
             return Kind("Immunization")
@@ -161,7 +162,7 @@ class CodeCatalog:
         vocab, _, value = bare.partition(schema.SEP)
         if not value:
             vocab, value = "CLINFM", bare
-        out = {"system": SYSTEMS.get(vocab, LOCAL_SYSTEM + vocab), "code": value}
+        out = {"system": SYSTEMS.get(vocab, LOCAL_SYSTEM + vocab), "code": token_value(value)}
         display = self.descriptions.get(code) or self.descriptions.get(bare)
         if display:
             out["display"] = display[:250]
@@ -170,6 +171,11 @@ class CodeCatalog:
     def concept(self, code: str) -> dict[str, Any]:
         coding = self.coding(code)
         return {"coding": [coding], "text": coding.get("display", code)}
+
+
+def token_value(value: str) -> str:
+    """A code as a FHIR ``code`` (no leading, trailing or repeated whitespace: ``'NaCl 0.9%  Flush'``)."""
+    return " ".join(value.split())
 
 
 def write_code_domains(dataset: str | Path, omop_source: str | Path | None = None) -> Path:

@@ -26,6 +26,7 @@ from clinfm.fhir.resources import (
     event_resource,
     instant,
     patient_resource,
+    token_value,
 )
 
 DEFAULT_COUNT = 50
@@ -119,7 +120,9 @@ def parse_token(value: str) -> tuple[str | None, str]:
 def _code_matches(code: str, wanted: list[tuple[str | None, str]]) -> bool:
     bare = code.removeprefix("ALLERGY//")
     vocab, _, value = bare.partition(schema.SEP)
+    value = token_value(value)
     for want_vocab, want_code in wanted:
+        want_code = token_value(want_code)
         if want_code == value and (want_vocab is None or want_vocab == vocab or SYSTEMS.get(vocab) == want_vocab):
             return True
     return False
