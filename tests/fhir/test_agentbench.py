@@ -161,3 +161,35 @@ def test_cli_assist_eval_baseline(tiny, tmp_path):
     assert doc["success"]["value"] == 1.0 and doc["split"] == "train" and doc["n_subjects"] == 2
     r = CliRunner().invoke(app, ["assist-eval", str(tiny), "--report", str(report), "--split", "nope"])
     assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_openai_backend_speaks_chat_completions(eval_store):
+    import httpx
+
+    from clinfm.agentbench.agents import BASE, ChatAgent, FhirTools, OpenAIChat
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.fhir.resources import CodeCatalog
+    from clinfm.fhir.search import FhirStore
+
+    replies = iter([f"GET {BASE}Patient?_id=1002", 'FINISH([73])'])
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append((request.url.path, request.headers.get("authorization"), body["model"], len(body["messages"])))
+        return httpx.Response(200, json={"choices": [{"message": {"role": "assistant", "content": next(replies)}}],
+                                         "usage": {"prompt_tokens": 100, "completion_tokens": 7}})  # fmt: skip
+
+    chat = OpenAIChat("http://llm.local/v1", "m1", api_key="k", transport=httpx.MockTransport(handler))
+    db = SubjectDatabase(eval_store)
+    tools = FhirTools(FhirStore(db, CodeCatalog.for_dataset(eval_store, db.descriptions())))
+    task = Task("a", "age", 1002, "age?", "", "2023-02-02T07:00:00+00:00", {}, [73], ["Patient/1002"])
+    out = ChatAgent(chat).solve(task, tools)
+    assert grade(task, out).success and (out.tokens_in, out.tokens_out) == (200, 14)
+    assert seen == [("/v1/chat/completions", "Bearer k", "m1", 1), ("/v1/chat/completions", "Bearer k", "m1", 3)]
+
+    def down(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={"error": "overloaded"})
+
+    failed = ChatAgent(OpenAIChat("http://llm.local/v1", "m1", transport=httpx.MockTransport(down))).solve(task, tools)
+    assert failed.error and "503" in failed.error and not grade(task, failed).success

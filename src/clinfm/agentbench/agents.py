@@ -360,12 +360,12 @@ class OpenAIChat:
     name = "openai"
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout_s: float = 60.0,
-                 max_tokens: int = 512) -> None:  # fmt: skip
+                 max_tokens: int = 512, transport: Any = None) -> None:  # fmt: skip
         import httpx
 
         self.model, self.max_tokens = model, max_tokens
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+        self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport)
 
     def complete(self, messages: list[dict[str, str]]) -> Reply:
         r = self._client.post("/chat/completions", json={"model": self.model, "messages": messages,
