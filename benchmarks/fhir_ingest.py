@@ -407,9 +407,10 @@ def phase_convert(folder: str) -> dict:
 def phase_build(folder: str, out_dir: str, workers: int) -> dict:
     from clinfm.data.dataset import build_dataset
     from clinfm.data.ingest import fhir
+    from clinfm.engine import Engine
 
     t0 = time.perf_counter()
-    summary = build_dataset(fhir.plan(folder), out_dir, workers=workers)
+    summary = build_dataset(fhir.plan(folder), out_dir, engine=Engine(workers=workers))
     seconds = time.perf_counter() - t0
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {

@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
+from clinfm.model.checkpoint import load_checkpoint
 from clinfm.model.generate import sample_futures
-from clinfm.model.train import load_checkpoint
 
 
 def main() -> None:

@@ -22,15 +22,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result
 
-from clinfm.defaults import packaged
 from clinfm import schema
 from clinfm.data.store import SubjectDatabase
+from clinfm.defaults import packaged
+from clinfm.model.checkpoint import load_checkpoint
 from clinfm.model.corpus import build_windows, split_ids
 from clinfm.model.train import (
     IGNORE_INDEX,
     evaluate,
     inputs_and_targets,
-    load_checkpoint,
     no_loss_mask,
     pretrain,
 )

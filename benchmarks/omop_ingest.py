@@ -18,6 +18,7 @@ from _common import timer, write_result  # noqa: E402
 
 from clinfm.data.dataset import build_dataset  # noqa: E402
 from clinfm.data.ingest import omop  # noqa: E402
+from clinfm.engine import Engine  # noqa: E402
 
 
 def baseline_copy(out: Path) -> int:
@@ -41,7 +42,7 @@ def main() -> None:
             with timer(times, "baseline"):
                 source_rows = baseline_copy(Path(tmp))
             with timer(times, "ours"):
-                summary = build_dataset(omop.plan(), Path(tmp) / f"meds{i}", workers=args.workers)
+                summary = build_dataset(omop.plan(), Path(tmp) / f"meds{i}", engine=Engine(workers=args.workers))
             best = {k: min(best[k], times[k]) for k in best}
     result = {
         "source_rows": source_rows,

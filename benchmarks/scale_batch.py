@@ -19,10 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write_result  # noqa: E402
 
-from clinfm.defaults import packaged
 from clinfm.batch import Cohort, export_embeddings, resolve_model, score_dataset  # noqa: E402
 from clinfm.data.dataset import build_dataset  # noqa: E402
 from clinfm.data.ingest import omop  # noqa: E402
+from clinfm.defaults import packaged
+from clinfm.engine import Engine
 from clinfm.model.config import load_config  # noqa: E402
 from clinfm.model.corpus import prepare_corpus  # noqa: E402
 from clinfm.model.train import pretrain  # noqa: E402
@@ -39,7 +40,7 @@ def sha(path: Path) -> str:
 def run(dataset: Path, fm_run: Path, work: Path, engine: str, workers: int, score_points: Path, samples: int) -> dict:
     import ray
 
-    kw = {"workers": workers, "engine": engine}
+    kw = {"engine": Engine(engine, workers)}
     if engine == "ray":  # one Ray instance for the three jobs, as a cluster would be; its start-up is timed apart
         t = time.perf_counter()
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)

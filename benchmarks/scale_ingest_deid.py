@@ -23,6 +23,7 @@ from fhir_ingest import generate  # noqa: E402
 from clinfm.data.dataset import build_dataset  # noqa: E402
 from clinfm.data.ingest import fhir  # noqa: E402
 from clinfm.deid.structured import deidentify_dataset  # noqa: E402
+from clinfm.engine import Engine
 
 SECRET = b"scale-benchmark-secret".ljust(32, b"x")
 
@@ -30,9 +31,9 @@ SECRET = b"scale-benchmark-secret".ljust(32, b"x")
 def run(folder: Path, work: Path, workers: int, engine: str, chunk_mb: int) -> dict:
     out, deid = work / f"meds-{engine}-{workers}", work / f"deid-{engine}-{workers}"
     t0 = time.perf_counter()
-    summary = build_dataset(fhir.plan(folder, chunk_bytes=chunk_mb * 2**20), out, workers=workers, engine=engine)
+    summary = build_dataset(fhir.plan(folder, chunk_bytes=chunk_mb * 2**20), out, engine=Engine(engine, workers))
     t1 = time.perf_counter()
-    deidentify_dataset(out, deid, SECRET, scrubber=None, workers=workers, engine=engine)
+    deidentify_dataset(out, deid, SECRET, scrubber=None, engine=Engine(engine, workers))
     t2 = time.perf_counter()
     shutil.rmtree(out), shutil.rmtree(deid)
     return {"engine": engine, "workers": workers, "events": summary.events, "shards": summary.shards,

@@ -31,7 +31,7 @@ def prepare(work: Path) -> dict:
     from clinfm.govern.registry import register_model
 
     dataset = work / "eunomia"
-    build_dataset(omop.plan(), dataset, workers=1)
+    build_dataset(omop.plan(), dataset)
     db = f"sqlite:///{work / 'registry.db'}"
     A.create_organization("bench", actor="bench", db=db)
     A.create_service_account("bench", "load", actor="bench", db=db)

@@ -29,10 +29,10 @@ TIMED_TASK = "new_stroke"
 
 def _datasets(tmp: Path) -> dict[str, Path]:
     out = {"eunomia": tmp / "eunomia"}
-    build_dataset(omop.plan(), out["eunomia"], workers=1)
+    build_dataset(omop.plan(), out["eunomia"])
     if MIMIC_DEMO.exists():
         out["mimic_demo"] = tmp / "mimic"
-        build_dataset(mimic.plan(MIMIC_DEMO), out["mimic_demo"], workers=1)
+        build_dataset(mimic.plan(MIMIC_DEMO), out["mimic_demo"])
     else:
         print(f"MIMIC-IV demo absent at {MIMIC_DEMO}: skipped")
     return out

@@ -27,6 +27,13 @@ def require(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _own_clinfm_home(tmp_path_factory, monkeypatch):
+    """No test reads or migrates the user's ``~/.clinfm`` registry: each gets an empty home unless it sets one."""
+    if "CLINFM_HOME" not in os.environ:
+        monkeypatch.setenv("CLINFM_HOME", str(tmp_path_factory.mktemp("clinfm-home")))
+
+
 @pytest.fixture(scope="session")
 def eunomia_meds(tmp_path_factory) -> Path:
     """The embedded Eunomia CDM ingested once for the whole test session (read-only for tests)."""
@@ -34,7 +41,7 @@ def eunomia_meds(tmp_path_factory) -> Path:
     from clinfm.data.ingest import omop
 
     out = tmp_path_factory.mktemp("eunomia") / "meds"
-    build_dataset(omop.plan(), out, workers=1)
+    build_dataset(omop.plan(), out)
     return out
 
 

@@ -11,9 +11,10 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from clinfm.defaults import packaged
 from clinfm.batch import BatchError, Cohort, export_embeddings, resolve_model, score_dataset, task_cohort
 from clinfm.cli import app
+from clinfm.defaults import packaged
+from clinfm.engine import Engine
 from clinfm.model.config import load_config
 from clinfm.model.corpus import prepare_corpus
 from clinfm.tasks.config import load_task
@@ -75,7 +76,7 @@ def test_every_engine_writes_the_same_windows_embeddings_and_scores(sharded, fm_
     digests: dict[str, set[str]] = {}
     for engine, workers in ENGINES:
         run = tmp_path / f"{engine}{workers}"
-        kw = {"workers": workers, "engine": engine}
+        kw = {"engine": Engine(engine, workers)}
         stats = prepare_corpus(sharded, cfg, run / "fm", **kw)
         emb = export_embeddings(fm_run, sharded, at_june, run / "emb.parquet", **kw)
         scores = score_dataset(count, sharded, run / "count.parquet", **kw)

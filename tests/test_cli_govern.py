@@ -13,8 +13,8 @@ import sqlite3
 import pytest
 from typer.testing import CliRunner
 
-from clinfm.defaults import packaged
 from clinfm.cli import app
+from clinfm.defaults import packaged
 from tests.conftest import REPO
 from tests.monitor.synthetic import clinic
 

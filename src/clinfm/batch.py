@@ -2,7 +2,7 @@
 
 Each task reads one shard's subjects, finds their prediction points and writes one part file; parts are
 joined in (subject_id, prediction_time) order. Tasks run here, on local processes or on Ray through
-:func:`clinfm.data.dataset.map_tasks`, always the same function, so every engine writes the same bytes.
+:class:`clinfm.engine.Engine`, always the same function, so every engine writes the same bytes.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from clinfm import schema
+from clinfm.engine import LOCAL, Engine, ProgressFn
 
 if TYPE_CHECKING:
     from clinfm.tasks.config import TaskConfig
 
 SID, PRED = schema.SUBJECT_ID, "prediction_time"
 POINT_SCHEMA = {SID: pl.Int64, PRED: pl.Datetime("us")}
-ProgressFn = Callable[[int, int], None]
 Shard = tuple[str, list[int]]  # a shard's parquet file and its subject ids
 
 
@@ -180,11 +180,10 @@ def score_shard(
 
 
 # --- running a job -----------------------------------------------------------------------------------------
-def _run(fn, lead: tuple, trail: tuple, dataset_dir: str | Path, out: str | Path, workers: int, engine: str,
-         ray_address: str | None, progress: ProgressFn | None) -> pl.DataFrame:  # fmt: skip
+def _run(fn: Callable[..., int], lead: tuple, trail: tuple, dataset_dir: str | Path, out: str | Path,
+         engine: Engine, progress: ProgressFn | None) -> pl.DataFrame:  # fmt: skip
     """Map ``fn(*lead, shard, *trail, part_file)`` over the dataset's shards, then join the parts
     into ``out`` (written atomically)."""
-    from clinfm.data.dataset import map_tasks
     from clinfm.data.store import SubjectDatabase
 
     dataset_dir, out = Path(dataset_dir), Path(out)
@@ -197,7 +196,8 @@ def _run(fn, lead: tuple, trail: tuple, dataset_dir: str | Path, out: str | Path
     try:
         files = [str(parts / f"{i:05d}.parquet") for i in range(len(shards))]
         args = [(*lead, shard, *trail, f) for shard, f in zip(shards, files)]
-        map_tasks(fn, args, workers, progress, engine, ray_address)
+        with engine.session():
+            engine.map(fn, args, progress)
         frame = pl.concat([pl.read_parquet(f) for f in files], how="vertical").sort(SID, PRED)
         tmp = parts / "joined.parquet"
         frame.write_parquet(tmp)
@@ -214,16 +214,14 @@ def export_embeddings(
     out: str | Path,
     *,
     batch_size: int = 32,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
+    engine: Engine = LOCAL,
     progress: ProgressFn | None = None,
 ) -> pl.DataFrame:
     """Embeddings (``last`` and ``mean`` hidden states) at every point of ``cohort``, written to ``out``."""
     if not (Path(run_dir) / "model.safetensors").exists():
         raise BatchError(f"{str(run_dir)!r} holds no model.safetensors: not a trained foundation-model run")
     lead, trail = (str(run_dir), str(dataset_dir)), (cohort, batch_size)
-    return _run(embed_shard, lead, trail, dataset_dir, out, workers, engine, ray_address, progress)
+    return _run(embed_shard, lead, trail, dataset_dir, out, engine, progress)
 
 
 def score_dataset(
@@ -235,9 +233,7 @@ def score_dataset(
     cohort: Cohort | None = None,
     samples: int = 32,
     seed: int = 0,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
+    engine: Engine = LOCAL,
     progress: ProgressFn | None = None,
     actor: str = "cli",
 ) -> pl.DataFrame:
@@ -256,7 +252,7 @@ def score_dataset(
     cohort = cohort or task_cohort(task, dataset_dir)
     options = {"task": task.model_dump(mode="json"), "samples": samples, "seed": seed}
     lead, trail = (model, str(dataset_dir)), (cohort, options)
-    frame = _run(score_shard, lead, trail, dataset_dir, out, workers, engine, ray_address, progress)
+    frame = _run(score_shard, lead, trail, dataset_dir, out, engine, progress)
     if model.version_id is not None:
         _audit_scoring(model, task, dataset_dir, out, frame, actor)
     return frame

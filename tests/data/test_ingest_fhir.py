@@ -17,6 +17,7 @@ import pytest
 from clinfm import schema
 from clinfm.data.ingest import fhir
 from clinfm.data.ingest.base import RecordCounts
+from clinfm.engine import Engine
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "fhir"
 SYNTHEA = sorted(FIXTURES.glob("synthea_patient_*.json"))
@@ -927,11 +928,12 @@ def test_synthea_fixture_is_valid_fhir_r4b():
 
 # --- end to end through the dataset builder ------------------------------------------------------------
 def test_build_dataset_from_fixtures_reconciles(tmp_path):
-    dataset = pytest.importorskip("clinfm.data.dataset")
     import pyarrow.parquet as pq
 
+    from clinfm.data import dataset
+
     plan = fhir.plan(FIXTURES)
-    summary = dataset.build_dataset(plan, tmp_path / "meds", workers=2)
+    summary = dataset.build_dataset(plan, tmp_path / "meds", engine=Engine(workers=2))
     assert summary.balanced
     for table, c in summary.reconciliation.items():
         assert c.read == c.converted + c.quarantined, table

@@ -16,6 +16,7 @@ import pytest
 from clinfm import schema
 from clinfm.data.ingest import mimic
 from clinfm.data.ingest.base import GZIP_EXPANSION, RecordCounts
+from clinfm.engine import Engine
 
 REPO = Path(__file__).resolve().parents[2]
 MIMIC_DEMO = REPO.parent / "shared" / "data" / "mimic-iv-demo-2.2"
@@ -726,7 +727,7 @@ def test_demo_event_counts_per_table(demo):
 def test_demo_builds_a_meds_dataset_with_two_workers(tmp_path):
     from clinfm.data.dataset import build_dataset
 
-    summary = build_dataset(mimic.plan(demo_root()), tmp_path / "meds", workers=2)
+    summary = build_dataset(mimic.plan(demo_root()), tmp_path / "meds", engine=Engine(workers=2))
     meta = json.loads((tmp_path / "meds" / schema.DATASET_FILE).read_text())
     reconciliation = meta["clinfm"]["reconciliation"]
     assert set(reconciliation) == set(mimic.TABLES) - {"icu/chartevents"}

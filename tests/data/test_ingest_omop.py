@@ -13,6 +13,7 @@ import pytest
 
 from clinfm.data.dataset import build_dataset, validate_dataset
 from clinfm.data.ingest import omop
+from clinfm.engine import Engine
 
 CONCEPTS = """concept_id,concept_name,domain_id,vocabulary_id,concept_class_id,standard_concept,concept_code
 8532,FEMALE,Gender,Gender,Gender,S,F
@@ -159,8 +160,8 @@ def _digest(folder: Path) -> dict[str, str]:
 def test_rerunning_gives_the_same_bytes(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
     a, b = tmp_path / "a", tmp_path / "b"
-    build_dataset(omop.plan(), a, workers=2)
-    build_dataset(omop.plan(), b, workers=1)
+    build_dataset(omop.plan(), a, engine=Engine(workers=2))
+    build_dataset(omop.plan(), b)
     assert _digest(a) == _digest(b)
 
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from clinfm.defaults import packaged
 from clinfm import schema
+from clinfm.defaults import packaged
 
 torch.set_num_threads(1)  # tiny models: more threads only add contention on a shared 2-core machine
 

@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 
 from clinfm.data.store import SubjectDatabase
+from clinfm.model.checkpoint import load_checkpoint
 from clinfm.model.embed import embed, embed_tokens, export_embeddings
 from clinfm.model.generate import forecast, sample_futures, wilson_interval
-from clinfm.model.train import load_checkpoint
 
 
 def test_wilson_interval():

@@ -11,8 +11,9 @@ import textwrap
 import numpy as np
 import torch
 
+from clinfm.model.checkpoint import load_checkpoint
 from clinfm.model.config import load_config
-from clinfm.model.train import load_checkpoint, pretrain
+from clinfm.model.train import pretrain
 
 from .conftest import REPO, TINY_CONFIG
 

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("clinfm.serve.app", reason="clinfm.serve is not in the tree")
-
 from clinfm.monitor.feedback import feedback_summary, is_not_useful
 from clinfm.monitor.store import PredictionStore, import_serve_predictions
 from tests.serve.conftest import FULL_SCOPES, CountForecaster, bearer, make_settings

@@ -13,8 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from clinfm.defaults import packaged
 from clinfm import schema
+from clinfm.defaults import packaged
 from clinfm.model.config import load_config
 from clinfm.reasoning.evidence import RecordReasoning, explain_forecast, group_key, load_model
 

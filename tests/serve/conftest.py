@@ -1,9 +1,9 @@
 """Serving fixtures: the Eunomia dataset, a real governance database with organizations, keys of every kind and
 a registered model, and an app built over them by ``create_app``.
 
-The foundation model's rollouts (``clinfm.model.generate``) are not in the tree yet, so tests that need numbers
-plug :class:`CountForecaster` into the model seam: a stand-in that derives its estimates from the subject's own
-events (so results differ per subject and per prediction time), never fixed numbers.
+Most tests plug :class:`CountForecaster` into the model seam, so they run in milliseconds: a stand-in that
+derives its estimates from the subject's own events (so results differ per subject and per prediction time),
+never fixed numbers. ``real_model`` trains the packaged fm-tiny config and serves its rollouts.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("clinfm.govern.access", reason="governance (clinfm.govern) is not in the tree")
 
 from clinfm.defaults import packaged
 from clinfm.serve.backends import Attribution, Estimate, Forecast, ForecastQuery
@@ -162,8 +160,6 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 @pytest.fixture(scope="session")
 def real_model(governance, eunomia_meds, tmp_path_factory) -> str:
     """A foundation model trained with the packaged fm-tiny config (seconds), registered for ``demo`` in ``pilot``."""
-    generate = pytest.importorskip("clinfm.model.generate", reason="the foundation model's rollouts are not in the tree")
-    del generate
     from clinfm.govern.db import ModelVersionRecord, session_scope
     from clinfm.govern.registry import register_model
     from clinfm.model.train import pretrain

@@ -10,13 +10,10 @@ import datetime as dt
 import hashlib
 import json
 import math
-import multiprocessing
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import pyarrow.parquet as pq
 
 from clinfm import __version__, schema
 from clinfm.data.ingest.base import IngestTask, RecordCounts, ShardOutput, SourcePlan
+from clinfm.engine import LOCAL, Engine, ProgressFn
 
 SHARD_TARGET_BYTES = 256 * 2**20
 """About this much source input per output shard (sorting one shard must fit in memory)."""
@@ -67,9 +65,6 @@ class DatasetSummary:
         return all(c.balanced for c in self.reconciliation.values())
 
 
-ProgressFn = Callable[[int, int], None]
-"""Called with (tasks done, tasks total) after each task; the CLI turns it into a progress bar."""
-
 
 # --- phase 1: tasks -> bucketed part files -------------------------------------------------------------
 def run_task(task: IngestTask, convert, parts_dir: str, n_buckets: int, task_index: int) -> TaskResult:
@@ -108,103 +103,6 @@ def _write_parts(out: ShardOutput, parts_dir: Path, n_buckets: int, tag: str) ->
         path.parent.mkdir(parents=True, exist_ok=True)
         part.drop("_bucket").write_parquet(path, compression="lz4")
     return events.num_rows
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """Not plain fork: polars and DuckDB hold thread pools that a forked child can deadlock on. A fork
-    server that has imported the ingest code once starts workers far faster than spawn."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["clinfm.data.dataset", "clinfm.data.ingest.omop", "clinfm.data.ingest.fhir",
-                                "clinfm.data.ingest.mimic", "clinfm.data.ingest.meds", "clinfm.deid.structured"])  # fmt: skip
-    return ctx
-
-
-ENGINES = ("local", "ray")
-
-
-def _run_tasks(
-    plan: SourcePlan,
-    parts_dir: Path,
-    n_buckets: int,
-    workers: int,
-    progress: ProgressFn | None,
-    engine: str = "local",
-    ray_address: str | None = None,
-) -> list[TaskResult]:
-    args = [(t, plan.convert, str(parts_dir), n_buckets, i) for i, t in enumerate(plan.tasks)]
-    return map_tasks(run_task, args, workers, progress, engine, ray_address)
-
-
-def map_tasks(
-    fn: Callable,
-    args: list[tuple],
-    workers: int = 1,
-    progress: ProgressFn | None = None,
-    engine: str = "local",
-    ray_address: str | None = None,
-) -> list:
-    """``[fn(*a) for a in args]`` in order, on this process, a pool of ``workers`` processes, or Ray.
-
-    The one place that knows about engines: ingest and de-identification hand it the same top-level
-    function whatever runs it, so every engine gives the same output."""
-    if engine == "ray":
-        return _map_ray(fn, args, workers, progress, ray_address)
-    if engine != "local":
-        raise ValueError(f"engine {engine!r} is not one of {ENGINES}")
-    results: list = []
-    if workers <= 1 or len(args) <= 1:
-        for a in args:
-            results.append(fn(*a))
-            if progress:
-                progress(len(results), len(args))
-        return results
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
-        for result in pool.map(fn, *zip(*args)):
-            results.append(result)
-            if progress:
-                progress(len(results), len(args))
-    return results
-
-
-@contextmanager
-def engine_session(engine: str, workers: int = 1, address: str | None = None):
-    """Keep one Ray connection for a whole job (a local instance with ``workers`` CPUs, or the cluster at
-    ``address``); a no-op for the local engine or when Ray is already initialized by the caller."""
-    if engine != "ray":
-        yield
-        return
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise IngestError("--engine ray needs Ray: pip install 'clinfm[ray]'") from exc
-    if ray.is_initialized():
-        yield
-        return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _map_ray(fn: Callable, args: list[tuple], workers: int, progress: ProgressFn | None, address: str | None) -> list:
-    """Ray tasks; files are passed by path, so every node must see the output's parent folder."""
-    with engine_session("ray", workers, address):
-        import ray
-
-        remote = ray.remote(fn)
-        pending = {remote.remote(*a): i for i, a in enumerate(args)}
-        done: dict[int, object] = {}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            for ref in ready:
-                done[pending.pop(ref)] = ray.get(ref)
-            if progress:
-                progress(len(done), len(args))
-        return [done[i] for i in range(len(args))]
 
 
 # --- phase 2: buckets -> sorted shards -----------------------------------------------------------------
@@ -309,17 +207,16 @@ def _dataset_json(plan: SourcePlan, summary: DatasetSummary, seed: int) -> dict:
 def build_dataset(
     plan: SourcePlan,
     out_dir: str | Path,
-    workers: int = 1,
+    *,
     shards: int | None = None,
     seed: int = 0,
     progress: ProgressFn | None = None,
-    engine: str = "local",
-    ray_address: str | None = None,
+    engine: Engine = LOCAL,
 ) -> DatasetSummary:
     """Run ``plan`` and write a complete MEDS dataset to ``out_dir``, replacing it only on success.
 
-    ``engine="ray"`` runs the same task function on Ray (a local instance, or the cluster at
-    ``ray_address``); the output is byte-identical to the local engine's.
+    The tasks run on ``engine`` (this process, local processes or Ray), each the same top-level function, so
+    the output is byte-identical whatever runs it.
 
     Output is assembled in a temporary sibling folder and renamed into place at the end, so a killed or
     failed run leaves any previous dataset at ``out_dir`` intact.
@@ -330,9 +227,10 @@ def build_dataset(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         parts = tmp / "_parts"
-        with engine_session(engine, workers, ray_address):
-            results = _run_tasks(plan, parts, n_buckets, workers, progress, engine, ray_address)
-            summary = _assemble(plan, results, parts, tmp, n_buckets, seed, workers, engine, ray_address)
+        with engine.session():
+            args = [(t, plan.convert, str(parts), n_buckets, i) for i, t in enumerate(plan.tasks)]
+            results = engine.map(run_task, args, progress)
+            summary = _assemble(plan, results, parts, tmp, n_buckets, seed, engine)
         shutil.rmtree(parts)
         validate_dataset(tmp)
         replace_atomically(tmp, out_dir)
@@ -344,8 +242,7 @@ def build_dataset(
 
 
 def _assemble(
-    plan, results, parts: Path, tmp: Path, n_buckets: int, seed: int,
-    workers: int = 1, engine: str = "local", ray_address: str | None = None,
+    plan: SourcePlan, results: list[TaskResult], parts: Path, tmp: Path, n_buckets: int, seed: int, engine: Engine,
 ) -> DatasetSummary:  # fmt: skip
     """Phase 2 (each bucket sorted into a shard, in parallel like phase 1) and the metadata."""
     reconciliation: dict[str, RecordCounts] = {}
@@ -362,7 +259,7 @@ def _assemble(
     buckets = [b for b in (sorted((parts / f"bucket={i}").glob("*.parquet")) for i in range(n_buckets)) if b]
     merges = [(b, tmp / schema.DATA_DIR / f"{i}.parquet") for i, b in enumerate(buckets)]
     subject_frames, codes, rejected = [], set(), []
-    for (per_subject, bad), (_, shard_path) in zip(map_tasks(_merge_bucket, merges, workers, None, engine, ray_address), merges):
+    for (per_subject, bad), (_, shard_path) in zip(engine.map(_merge_bucket, merges), merges):
         subject_frames.append(per_subject)
         codes |= set(pq.read_table(shard_path, columns=[schema.CODE]).column(0).unique().to_pylist())
         if not bad.is_empty():

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from clinfm import schema
 from clinfm.data.dataset import replace_atomically, validate_dataset
+from clinfm.engine import LOCAL, Engine, ProgressFn
 
 log = logging.getLogger(__name__)
 
@@ -289,18 +290,15 @@ def deidentify_dataset(
     secret: bytes,
     policy: Policy = "shift",
     scrubber: NoteScrubber | None | Literal["default"] = "default",
-    progress: Callable[[int, int], None] | None = None,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+    engine: Engine = LOCAL,
 ) -> DeidResult:
     """Read one MEDS dataset and write its de-identified twin to ``out_dir`` (atomically), with a report.
 
-    Shards are independent (a subject lives in one shard), so ``workers`` processes or Ray tasks
-    (``engine="ray"``) run :func:`deidentify_shard_file` on them; the output is the same for every engine.
+    Shards are independent (a subject lives in one shard), so ``engine`` (local processes or Ray) runs
+    :func:`deidentify_shard_file` on them; the output is the same for every engine.
     The source's ``quarantine.parquet`` is not copied: it holds raw source values.
     """
-    from clinfm.data.dataset import map_tasks
     from clinfm.deid.report import build_report, write_report
 
     if policy not in POLICIES:
@@ -317,8 +315,9 @@ def deidentify_dataset(
         (tmp / schema.DATA_DIR).mkdir()
         args = [(str(p), str(tmp / schema.DATA_DIR / p.name), secret, policy, notes) for p in shards]
         if callable(notes):  # a caller's scrubber object cannot travel to other processes
-            workers, engine = 1, "local"
-        results = map_tasks(deidentify_shard_file, args, workers, progress, engine, ray_address)
+            engine = LOCAL
+        with engine.session():
+            results = engine.map(deidentify_shard_file, args, progress)
         total = DeidCounts()
         for counts, _ in results:
             total.add(counts)

@@ -2,7 +2,7 @@
 
 Entry points for the CLI and services (each takes a ``progress`` callback):
 
-* :func:`clinfm.model.train.pretrain` and :func:`clinfm.model.train.load_checkpoint`
+* :func:`clinfm.model.train.pretrain` and :func:`clinfm.model.checkpoint.load_checkpoint`
 * :func:`clinfm.model.generate.forecast`
 * :func:`clinfm.model.embed.embed` and :func:`clinfm.model.embed.export_embeddings`
 """

@@ -1,6 +1,6 @@
 """Tokenize a dataset into the fixed-length windows pretraining reads: one task per (split, shard).
 
-Tasks run on this process, a pool of processes or Ray (:func:`clinfm.data.dataset.map_tasks`). Windows are
+Tasks run on this process, a pool of processes or Ray (:class:`clinfm.engine.Engine`). Windows are
 packed inside a shard and shards are concatenated in order, so every engine writes the same bytes.
 """
 
@@ -10,13 +10,13 @@ import bisect
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from clinfm import schema
+from clinfm.engine import LOCAL, Engine, ProgressFn
 from clinfm.model.config import FMConfig
 from clinfm.model.tokenizer import ClinicalTokenizer
 
@@ -122,14 +122,11 @@ def prepare_corpus(
     cfg: FMConfig,
     run_dir: str | Path,
     *,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    engine: Engine = LOCAL,
+    progress: ProgressFn | None = None,
 ) -> dict:
     """Fit the tokenizer on the train split and write ``RUN/windows/{train,tuning}.npy``; returns the
     tokenizer statistics per split (also in ``RUN/tokenizer_stats.json``)."""
-    from clinfm.data.dataset import map_tasks
     from clinfm.data.store import SubjectDatabase
 
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
@@ -152,7 +149,8 @@ def prepare_corpus(
     jobs = [(s, i) for s in SPLITS for i, ids in enumerate(by_split[s]) if ids]
     args = [(str(dataset_dir), str(run_dir / "tokenizer.json"), by_split[s][i], length, str(parts_dir / f"{s}-{i:05d}.npy"))
             for s, i in jobs]  # fmt: skip
-    results = map_tasks(tokenize_shard, args, workers, progress, engine, ray_address)
+    with engine.session():
+        results = engine.map(tokenize_shard, args, progress)
 
     stats: dict[str, dict] = {}
     for s in SPLITS:

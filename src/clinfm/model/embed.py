@@ -75,7 +75,7 @@ def embed(
 ) -> pl.DataFrame:
     """One row per point: subject_id, prediction_time, n_tokens, ``last`` and ``mean`` (list[f32] of width C)."""
     from clinfm.data.store import SubjectDatabase
-    from clinfm.model.train import load_checkpoint
+    from clinfm.model.checkpoint import load_checkpoint
 
     model, tokenizer, _ = load_checkpoint(run_dir, device=device)
     db = SubjectDatabase(dataset_dir)

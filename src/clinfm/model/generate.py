@@ -266,7 +266,7 @@ def forecast(
 ) -> list[Forecast]:
     """Forecasts for (subject_id, prediction_time) points with a trained run folder."""
     from clinfm.data.store import SubjectDatabase
-    from clinfm.model.train import load_checkpoint
+    from clinfm.model.checkpoint import load_checkpoint
 
     model, tokenizer, _ = load_checkpoint(run_dir, device=device)
     db = SubjectDatabase(dataset_dir)

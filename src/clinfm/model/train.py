@@ -6,13 +6,9 @@ is the entry point torchrun starts::
 
     torchrun --standalone --nproc_per_node 2 -m clinfm.model.train DATASET --config fm-small --out RUN
 
-A run folder holds everything needed to use or continue the model:
-
-    RUN/model.safetensors  RUN/config.json   weights and architecture: transformer.py alone can load them
-    RUN/tokenizer.json     RUN/fm-config.yaml
-    RUN/train_state.pt     optimizer, schedule position, RNG state and the loss log, for exact resume
-    RUN/metrics.jsonl      one line per logged step / evaluation
-    RUN/windows/*.npy      the tokenized train/tuning windows every rank memory-maps
+The loop is :func:`_build` (model, parallel wrapping, optimizer), :func:`_restore` (a checkpoint's optimizer,
+scaler and RNG state) and :func:`_step` (one optimizer step over the global batch). The run folder it writes,
+and how a trained model is read back, live in :mod:`clinfm.model.checkpoint`.
 """
 
 from __future__ import annotations
@@ -22,21 +18,23 @@ import contextlib
 import json
 import math
 import os
-import random
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from clinfm.engine import LOCAL, Engine
+from clinfm.model.checkpoint import load_optimizer_state, load_training_state, restore_rng, save_checkpoint
 from clinfm.model.config import FMConfig, load_config, save_config
 from clinfm.model.corpus import is_prepared, prepare_corpus
 from clinfm.model.tokenizer import ClinicalTokenizer
-from clinfm.model.transformer import GPT, IGNORE_INDEX, load_pretrained, save_pretrained
+from clinfm.model.transformer import GPT, IGNORE_INDEX
 
 TOP_K = (1, 5, 10)
 
@@ -259,95 +257,117 @@ def evaluate(
     )  # fmt: skip
 
 
-# --- checkpoints ---------------------------------------------------------------------------------------
-def _replace(tmp: Path, final: Path) -> None:
-    os.replace(tmp, final)
-
-
-def save_checkpoint(
-    run_dir: Path, model: GPT, optimizer, scaler, step: int, max_steps: int, history: list, cfg: FMConfig,
-    main: bool = True,
-) -> None:  # fmt: skip
-    """Weights (safetensors) + JSON config, and the training state in a separate ``train_state.pt``.
-
-    Every process calls this (gathering FSDP shards is collective); only ``main`` writes. Weights and
-    optimizer state are stored whole, the optimizer's keyed by parameter name, so any process layout
-    (single, DDP, FSDP over any number of processes) can resume from them.
-    """
-    from torch.distributed.checkpoint.state_dict import (
-        StateDictOptions,
-        get_model_state_dict,
-        get_optimizer_state_dict,
-    )
-
-    whole = StateDictOptions(full_state_dict=True, cpu_offload=True)  # on the CPU of the main process only
-    weights = get_model_state_dict(model, options=whole)
-    optimizer_state = get_optimizer_state_dict(model, optimizer, options=whole)
-    if not main:
-        return
-    with torch.device("meta"):
-        unsharded = GPT(model.config)
-    # Copies, as gathered weights can be views of one buffer (safetensors refuses those); then tie lm_head to
-    # wte again, since assign set the tied weight twice.
-    unsharded.load_state_dict({name: w.clone() for name, w in weights.items()}, assign=True)
-    unsharded.lm_head.weight = unsharded.wte.weight
-    tmp = run_dir / ".ckpt-tmp"
-    tmp.mkdir(exist_ok=True)
-    extra = {"step": step, "max_steps": max_steps, "name": cfg.name, "tokenizer": "tokenizer.json"}
-    save_pretrained(unsharded, tmp, extra=extra)
-    state = {
-        "step": step,
-        "max_steps": max_steps,
-        "optimizer": optimizer_state,
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "schedule": {"step": step, "lr": lr_at(step, cfg, max_steps)},
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
-        "history": history,
-    }
-    torch.save(state, tmp / "train_state.pt")
-    for name in ("model.safetensors", "config.json", "train_state.pt"):
-        _replace(tmp / name, run_dir / name)
-    tmp.rmdir()
-    with open(run_dir / "metrics.jsonl", "w") as f:
-        f.writelines(json.dumps(h) + "\n" for h in history)
-
-
-def _load_optimizer_state(model: GPT, optimizer, saved: dict) -> None:
-    """Load whole, name-keyed optimizer state into this process's optimizer (its shards under FSDP).
-
-    Older train_state.pt files hold ``optimizer.state_dict()``, keyed by position; positions follow
-    ``configure_optimizer``'s parameter order in any layout, so they are renamed first.
-    """
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-
-    if any(isinstance(i, int) for group in saved["param_groups"] for i in group["params"]):
-        names = {id(p): name for name, p in model.named_parameters()}
-        name_at = [names[id(p)] for group in optimizer.param_groups for p in group["params"]]
-        groups = [{**g, "params": [name_at[i] for i in g["params"]]} for g in saved["param_groups"]]
-        saved = {"state": {name_at[i]: s for i, s in saved["state"].items()}, "param_groups": groups}
-    set_optimizer_state_dict(model, optimizer, saved, options=StateDictOptions(full_state_dict=True))
-
-
-def load_checkpoint(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, ClinicalTokenizer, FMConfig]:
-    """The trained model (eval mode), its tokenizer and its run configuration from a run folder."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "model.safetensors").exists():
-        raise FileNotFoundError(f"{run_dir} holds no model.safetensors: not a trained ClinFM run folder")
-    model = load_pretrained(run_dir, device=device)
-    tokenizer = ClinicalTokenizer.load(run_dir / "tokenizer.json")
-    cfg = load_config(run_dir / "fm-config.yaml") if (run_dir / "fm-config.yaml").exists() else FMConfig()
-    return model, tokenizer, cfg
-
-
 # --- the training loop ---------------------------------------------------------------------------------
-def _corpus(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool, workers: int, engine: str, ray_address: str | None) -> dict:
+def _corpus(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool, engine: Engine) -> dict:
     """The run's tokenizer and windows, reused when resuming or already prepared for this dataset and config
     (``clinfm pretrain --prepare-only``); returns the tokenizer statistics."""
     stats_file = run_dir / "tokenizer_stats.json"
     have = (run_dir / "tokenizer.json").exists() and (run_dir / "windows" / "train.npy").exists()
     if have and (resume or is_prepared(dataset_dir, cfg, run_dir)):
         return json.loads(stats_file.read_text()) if stats_file.exists() else {}
-    return prepare_corpus(dataset_dir, cfg, run_dir, workers=workers, engine=engine, ray_address=ray_address)
+    return prepare_corpus(dataset_dir, cfg, run_dir, engine=engine)
+
+
+@dataclass
+class _Trainer:
+    """What :func:`_build` makes: the model (whole or FSDP shards), the module the loop calls (compiled, DDP),
+    the optimizer and loss scaler, and how the global batch splits over processes."""
+
+    model: GPT
+    train_model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    parallel: str  # single, ddp or fsdp
+    per_rank: int  # windows per micro-batch in each process
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]]
+
+
+def _build(cfg: FMConfig, vocab_size: int, d: _Dist, weights: Path | None = None) -> _Trainer:
+    """Model, parallel wrapping and optimizer for this process; ``weights`` (a run's model.safetensors) are
+    loaded before sharding so every layout starts from the same whole tensors."""
+    t = cfg.training
+    per_rank, rem = divmod(t.batch_size, d.world * t.grad_accum_steps)
+    if rem or per_rank == 0:
+        raise ValueError(
+            f"batch_size {t.batch_size} must be a multiple of processes x grad_accum_steps = {d.world * t.grad_accum_steps}"
+        )
+    device = _pick_device(cfg, d)
+    autocast, amp_dtype = _autocast(cfg, device)
+    fsdp = t.parallel == "fsdp" and d.world > 1
+    parallel = "fsdp" if fsdp else "ddp" if d.world > 1 else "single"
+    torch.manual_seed(t.seed)  # the same initial weights in every process
+    home = torch.device("cpu") if fsdp else device  # under FSDP only shards reach the device
+    model = GPT(cfg.model.gpt_config(vocab_size)).to(home)
+    if weights is not None:
+        from safetensors.torch import load_model
+
+        load_model(model, str(weights), device=str(home))
+    if fsdp:
+        _shard(model, device, d.world)
+    # Built after sharding, so that it holds the shards and not the whole parameters they replaced.
+    optimizer = model.configure_optimizer(t.lr, t.weight_decay, (t.beta1, t.beta2), fused=device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    train_model: torch.nn.Module = model
+    if t.compile:
+        train_model = torch.compile(model)  # type: ignore[assignment]
+    if parallel == "ddp":
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(train_model, device_ids=[d.local_rank] if device.type == "cuda" else None)
+    return _Trainer(model, train_model, optimizer, scaler, parallel, per_rank, device, autocast)
+
+
+def _restore(trainer: _Trainer, run_dir: Path) -> tuple[int, list[dict[str, Any]]]:
+    """Optimizer, loss scaler and RNG state from the run's last checkpoint; returns (step, history)."""
+    state = load_training_state(run_dir)
+    load_optimizer_state(trainer.model, trainer.optimizer, state["optimizer"])
+    if trainer.scaler is not None and state["scaler"]:
+        trainer.scaler.load_state_dict(state["scaler"])
+    restore_rng(state)
+    return state["step"], state["history"]
+
+
+def _step(trainer: _Trainer, cfg: FMConfig, d: _Dist, step: int, max_steps: int, train_w: np.ndarray,
+          no_loss: torch.Tensor) -> tuple[float, float]:  # fmt: skip
+    """One optimizer step over this process's share of the global batch; returns (mean loss per target, lr)."""
+    t, model, optimizer, scaler, device = cfg.training, trainer.model, trainer.optimizer, trainer.scaler, trainer.device
+    per_rank = trainer.per_rank
+    # Seeded per step and rank, so dropout masks are the same after a resume.
+    torch.manual_seed(t.seed * 1_000_003 + step * 7919 + d.rank)
+    lr = lr_at(step, cfg, max_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    idx = batch_indices(step, len(train_w), t.batch_size, t.seed)
+    idx = np.sort(idx[d.rank * per_rank * t.grad_accum_steps : (d.rank + 1) * per_rank * t.grad_accum_steps])
+    micro = [inputs_and_targets(train_w[idx[i : i + per_rank]], no_loss) for i in range(0, len(idx), per_rank)]
+    # Normalise by the target count of the whole global batch: the same gradient in any process layout.
+    n_local = sum(int((y != IGNORE_INDEX).sum()) for _, y in micro)
+    n_global = d.sum([n_local], device)[0]
+    loss_sum = 0.0
+    for i, (x, y) in enumerate(micro):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        # Gradients are all-reduced (DDP) or reduce-scattered (FSDP) after the last micro-batch only.
+        last = i == len(micro) - 1
+        if trainer.parallel == "fsdp":
+            model.set_requires_gradient_sync(last)  # type: ignore[operator]
+        no_sync = trainer.train_model.no_sync() if trainer.parallel == "ddp" and not last else contextlib.nullcontext()
+        with no_sync, trainer.autocast():
+            _, loss = trainer.train_model(x, y, reduction="sum")
+        loss_sum += loss.item()
+        scaled = loss * (d.world / max(n_global, 1))
+        (scaler.scale(scaled) if scaler else scaled).backward()
+    if scaler:
+        scaler.unscale_(optimizer)
+    if t.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return d.sum([loss_sum], device)[0] / max(n_global, 1), lr
 
 
 def pretrain(
@@ -357,84 +377,44 @@ def pretrain(
     progress: ProgressFn | None = None,
     resume: bool = False,
     stop_at_step: int | None = None,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
+    engine: Engine = LOCAL,
 ) -> TrainResult:
     """Pretrain a model on the train split of a MEDS dataset and write a run folder to ``out_dir``.
 
     ``resume`` continues from ``out_dir``'s last checkpoint with the same batches, schedule and losses as
     an uninterrupted run. ``stop_at_step`` ends early (after checkpointing), as an interruption would.
     Under torchrun each process calls this; only rank 0 writes files and reports progress. Tokenization
-    runs first, on ``workers`` processes or Ray (``engine``), unless the run folder already holds windows
+    runs first, on ``engine`` (local processes or Ray), unless the run folder already holds windows
     prepared for this dataset and config (:func:`clinfm.model.corpus.prepare_corpus`).
     """
     cfg = load_config(config)
     t = cfg.training
     dataset_dir, run_dir = Path(dataset_dir), Path(out_dir)
     d = _init_distributed("cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available()) else "cpu")
-    device = _pick_device(cfg, d)
-    autocast, amp_dtype = _autocast(cfg, device)
     if t.num_threads:
         torch.set_num_threads(t.num_threads)
     if resume and not (run_dir / "train_state.pt").exists():
         raise FileNotFoundError(f"cannot resume: {run_dir / 'train_state.pt'} does not exist")
     wall0 = time.perf_counter()
 
+    stats: dict = {}
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        stats = _corpus(dataset_dir, cfg, run_dir, resume, workers, engine, ray_address)
+        stats = _corpus(dataset_dir, cfg, run_dir, resume, engine)
         if not resume:
             save_config(cfg, run_dir / "fm-config.yaml")
     d.barrier()
-    if not d.main:
-        stats = {}
     tok = ClinicalTokenizer.load(run_dir / "tokenizer.json")
     train_w = np.load(run_dir / "windows" / "train.npy", mmap_mode="r")
     tuning_w = np.load(run_dir / "windows" / "tuning.npy", mmap_mode="r")
     if t.eval_windows:
         tuning_w = tuning_w[: t.eval_windows]
     no_loss = no_loss_mask(tok)
-
-    per_rank, rem = divmod(t.batch_size, d.world * t.grad_accum_steps)
-    if rem or per_rank == 0:
-        raise ValueError(
-            f"batch_size {t.batch_size} must be a multiple of processes x grad_accum_steps = {d.world * t.grad_accum_steps}"
-        )
     max_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_w) / t.batch_size))
 
-    fsdp = t.parallel == "fsdp" and d.world > 1
-    parallel = "fsdp" if fsdp else "ddp" if d.world > 1 else "single"
-    torch.manual_seed(t.seed)  # the same initial weights in every process
-    home = torch.device("cpu") if fsdp else device  # under FSDP only shards reach the device
-    model = GPT(cfg.model.gpt_config(tok.vocab_size)).to(home)
-    if resume:
-        from safetensors.torch import load_model
-
-        load_model(model, str(run_dir / "model.safetensors"), device=str(home))
-    if fsdp:
-        _shard(model, device, d.world)
-    # Built after sharding, so that it holds the shards and not the whole parameters they replaced.
-    optimizer = model.configure_optimizer(t.lr, t.weight_decay, (t.beta1, t.beta2), fused=device.type == "cuda")
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    start_step, history = 0, []
-    if resume:
-        state = torch.load(run_dir / "train_state.pt", map_location="cpu", weights_only=False)
-        _load_optimizer_state(model, optimizer, state["optimizer"])
-        if scaler is not None and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        np.random.set_state(state["rng"]["numpy"])
-        random.setstate(state["rng"]["python"])
-        start_step, history = state["step"], state["history"]
-    train_model = model
-    if t.compile:
-        train_model = torch.compile(model)
-    if parallel == "ddp":
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        train_model = DDP(train_model, device_ids=[d.local_rank] if device.type == "cuda" else None)
-
+    trainer = _build(cfg, tok.vocab_size, d, run_dir / "model.safetensors" if resume else None)
+    start_step, history = _restore(trainer, run_dir) if resume else (0, [])
+    model = trainer.model
     model.train()
     losses = [h["loss"] for h in history if "loss" in h]
     tokens_per_step = t.batch_size * cfg.model.block_size
@@ -442,41 +422,7 @@ def pretrain(
     last_loss = losses[-1] if losses else float("nan")
     for step in range(start_step, max_steps):
         t0 = time.perf_counter()
-        # Seeded per step and rank, so dropout masks are the same after a resume.
-        torch.manual_seed(t.seed * 1_000_003 + step * 7919 + d.rank)
-        lr = lr_at(step, cfg, max_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        idx = batch_indices(step, len(train_w), t.batch_size, t.seed)
-        idx = np.sort(idx[d.rank * per_rank * t.grad_accum_steps : (d.rank + 1) * per_rank * t.grad_accum_steps])
-        micro = [inputs_and_targets(train_w[idx[i : i + per_rank]], no_loss) for i in range(0, len(idx), per_rank)]
-        # Normalise by the target count of the whole global batch: the same gradient in any process layout.
-        n_local = sum(int((y != IGNORE_INDEX).sum()) for _, y in micro)
-        n_global = d.sum([n_local], device)[0]
-        loss_sum = 0.0
-        for i, (x, y) in enumerate(micro):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            # Gradients are all-reduced (DDP) or reduce-scattered (FSDP) after the last micro-batch only.
-            last = i == len(micro) - 1
-            if fsdp:
-                model.set_requires_gradient_sync(last)
-            ctx = train_model.no_sync() if parallel == "ddp" and not last else contextlib.nullcontext()
-            with ctx, autocast():
-                _, loss = train_model(x, y, reduction="sum")
-            loss_sum += loss.item()
-            scaled = loss * (d.world / max(n_global, 1))
-            (scaler.scale(scaled) if scaler else scaled).backward()
-        if scaler:
-            scaler.unscale_(optimizer)
-        if t.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
-        if scaler:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        last_loss = d.sum([loss_sum], device)[0] / max(n_global, 1)
+        last_loss, lr = _step(trainer, cfg, d, step, max_steps, train_w, no_loss)
         train_time += time.perf_counter() - t0
         losses.append(last_loss)
         history.append({"step": step + 1, "loss": last_loss, "lr": lr})
@@ -484,7 +430,7 @@ def pretrain(
         done = step + 1
         evaluation = None
         if (done % t.eval_interval == 0 or done == max_steps) and len(tuning_w):
-            evaluation = evaluate(model, tuning_w, tok, per_rank, device, d, autocast)
+            evaluation = evaluate(model, tuning_w, tok, trainer.per_rank, trainer.device, d, trainer.autocast)
             last_eval = evaluation
             history.append({"step": done, "tuning": asdict(evaluation)})
         if d.main and progress and (done % t.log_interval == 0 or evaluation or done == max_steps):
@@ -492,7 +438,8 @@ def pretrain(
             progress(TrainProgress(done, max_steps, last_loss, lr, tps, time.perf_counter() - wall0, evaluation))
         stop = stop_at_step is not None and done >= stop_at_step
         if done % t.checkpoint_interval == 0 or done == max_steps or stop:
-            save_checkpoint(run_dir, model, optimizer, scaler, done, max_steps, history, cfg, main=d.main)
+            save_checkpoint(run_dir, model, trainer.optimizer, trainer.scaler, done, max_steps, history, cfg,
+                            lr_at(done, cfg, max_steps), main=d.main)  # fmt: skip
         if stop:
             break
     d.barrier()
@@ -503,7 +450,7 @@ def pretrain(
         vocab_size=tok.vocab_size, train_windows=len(train_w), train_tokens_seen=len(losses) * tokens_per_step,
         final_train_loss=last_loss, tuning=last_eval,
         tokens_per_s=steps_run * tokens_per_step / max(train_time, 1e-9), wall_s=time.perf_counter() - wall0,
-        world_size=d.world, parallel=parallel, param_bytes=param_bytes, param_bytes_per_rank=param_bytes_per_rank,
+        world_size=d.world, parallel=trainer.parallel, param_bytes=param_bytes, param_bytes_per_rank=param_bytes_per_rank,
         losses=losses, tokenizer_stats=stats,
     )  # fmt: skip
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from clinfm import schema
+from clinfm.engine import ProgressFn
 from clinfm.monitor.drift import window_counts
 from clinfm.monitor.labels import KNOWN_AT, labels_with_known_at
 from clinfm.monitor.policy import MonitoringPolicy, load_policy
@@ -29,7 +30,6 @@ from clinfm.tasks.labelers import LABEL, PRED, SID, load_events
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
 TIME, CODE = schema.TIME, schema.CODE
 
 

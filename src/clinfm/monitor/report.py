@@ -23,13 +23,13 @@ import polars as pl
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from clinfm import __version__
+from clinfm.engine import ProgressFn
 from clinfm.monitor import drift as D
 from clinfm.monitor.performance import WindowPerformance, window_performance
 from clinfm.monitor.policy import MonitoringPolicy, load_policy
 from clinfm.monitor.store import PredictionStore
 
 TEMPLATES = Path(__file__).parent / "templates"
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)

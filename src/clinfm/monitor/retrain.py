@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from clinfm import __version__, schema
+from clinfm.engine import ProgressFn
 from clinfm.monitor.labels import KNOWN_AT, labels_with_known_at
 from clinfm.monitor.plan import ChangePlan, load_plan
 from clinfm.monitor.scorer import (
@@ -38,7 +39,6 @@ from clinfm.validate import fairness as F
 from clinfm.validate import metrics as M
 
 log = logging.getLogger(__name__)
-ProgressFn = Callable[[int, int], None]
 
 
 @dataclass(slots=True)

@@ -137,7 +137,7 @@ class RecordReasoning(BaseModel):
 
 @functools.lru_cache(maxsize=4)
 def _checkpoint(run_dir: str, stamp: int) -> tuple[GPT, ClinicalTokenizer]:
-    from clinfm.model.train import load_checkpoint
+    from clinfm.model.checkpoint import load_checkpoint
 
     model, tokenizer, _ = load_checkpoint(run_dir, device="cpu")
     return model, tokenizer

@@ -1,14 +1,14 @@
 """The ClinFM server: ``create_app(settings)`` builds the FastAPI app, ``run(host, port, settings)`` serves it.
 
-The app holds one :class:`ServeState` (governance, the dataset, the deployed models, reasoning engines,
-caches and logs); routers in ``routes/`` only parse, authorize and call into it.
+The app holds one :class:`~clinfm.serve.state.ServeState` (governance, the dataset, the deployed models,
+reasoning engines, caches and logs), built by the composition root :func:`clinfm.serve.wiring.build_state`;
+routers in ``routes/`` only parse, authorize and call into it.
 """
 
 from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,53 +16,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clinfm import __version__
-from clinfm.serve.backends import (
-    AccessBackend,
-    AuditBackend,
-    DdxBackend,
-    RegistryBackend,
-    TreatmentBackend,
-    Unavailable,
-)
-from clinfm.serve.deps import AuthCache
-from clinfm.serve.predictions import JsonlLog
 from clinfm.serve.problems import incident_response, install_problem_handlers, problem_response
-from clinfm.serve.security import QuotaLimiter
+from clinfm.serve.routes import cds_hooks, ddx, fhir, health, models, predict, treatment, web
 from clinfm.serve.settings import ServeSettings
+from clinfm.serve.state import ServeState
+from clinfm.serve.wiring import build_state
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServeState:
-    """Everything a request may need, built once per app."""
-
-    settings: ServeSettings
-    access: AccessBackend
-    registry: RegistryBackend
-    audit: AuditBackend
-    ddx: DdxBackend
-    treatment: TreatmentBackend
-    store: Any = None  # clinfm.data.store.SubjectDatabase | Unavailable
-    descriptions: dict[str, str] = field(default_factory=dict)
-    auth_cache: AuthCache = field(default_factory=AuthCache)
-    quotas: QuotaLimiter = field(default_factory=QuotaLimiter)
-    predictions: Any = None  # clinfm.serve.service.PredictionService
-    feedback: JsonlLog | None = None
-    cards_log: JsonlLog | None = None
-    ddx_sessions: dict[str, tuple[str, Any]] = field(default_factory=dict)  # id -> (org, state)
-    issued_cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # card uuid -> what produced it
-
-    def readiness(self) -> dict[str, str]:
-        """What is ready and what is missing (names and reasons only)."""
-        out = {}
-        for name in ("access", "registry", "audit", "ddx", "treatment", "store"):
-            part = getattr(self, name)
-            out[name] = f"unavailable: {part.reason}" if isinstance(part, Unavailable) else "ok"
-        org = self.settings.dataset_org
-        deployed = [d for d in self.registry.deployments(org) if d.serves] if not isinstance(self.registry, Unavailable) else []
-        out["model"] = "ok" if deployed else f"unavailable: {org!r} has no model in silent, pilot or general state"
-        return out
 
 
 class BodySizeLimit:
@@ -163,13 +123,6 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-def build_state(settings: ServeSettings) -> ServeState:
-    """Wire the real packages where they exist and are configured; :class:`Unavailable` where not."""
-    from clinfm.serve import wiring
-
-    return wiring.build_state(settings)
-
-
 def create_app(settings: ServeSettings | None = None, state: ServeState | None = None) -> FastAPI:
     """The ClinFM API, CDS Hooks services, FHIR operation and clinician web pages.
 
@@ -197,8 +150,6 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
     )
     app.state.serve = serve_state
     install_problem_handlers(app)
-
-    from clinfm.serve.routes import cds_hooks, ddx, fhir, health, models, predict, treatment, web
 
     for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web):
         app.include_router(module.router)

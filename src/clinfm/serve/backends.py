@@ -1,8 +1,9 @@
 """The seams between serving and the core packages: what serving needs from governance, the model and
 reasoning, as small protocols, with adapters over the real packages (``govern_adapters``, ``model_adapter``).
 
-A piece that is not installed or not configured is an ``Unavailable*`` object that answers 503 with the
-reason, so the API stays up, says what is missing, and never invents a key, a model state or a number.
+A piece that is not configured (no dataset, no secret, no checkpoint, an unreadable knowledge base) is an
+:class:`Unavailable` object that answers 503 with the reason, so the API stays up, says what is missing, and
+never invents a key, a model state or a number.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from clinfm.reasoning.models import AnswerValue, SessionState, TreatmentCheck
 from clinfm.schema import Subject
 from clinfm.serve.problems import Problem
 from clinfm.serve.security import Principal
@@ -125,18 +127,21 @@ class ForecasterLoader(Protocol):
 
 # --- reasoning -------------------------------------------------------------------------------------------
 class DdxBackend(Protocol):
-    def start(self, age: int | None, sex: str | None, answers: dict[str, Any]) -> Any: ...
+    def start(self, age: int | None, sex: str | None, initial_evidence: str | None, answers: dict[str, AnswerValue],
+              budget: int | None) -> SessionState:  # fmt: skip
+        """A new interview, with the chief complaint and the answers already known applied."""
 
-    def answer(self, state: Any, evidence_id: str, value: Any) -> Any: ...
+    def answer(self, state: SessionState, evidence_id: str, value: AnswerValue) -> SessionState:
+        """The session after one more answer; a bad evidence id or value is a 422 problem."""
 
-    def dump(self, state: Any) -> dict[str, Any]: ...
+    def dump(self, state: SessionState) -> dict[str, Any]: ...
 
 
 class TreatmentBackend(Protocol):
     def check(
         self, medications: list[str], allergies: list[str], egfr: float | None, creatinine_mg_dl: float | None,
         subject: Subject | None,
-    ) -> dict[str, Any]: ...
+    ) -> TreatmentCheck: ...
 
 
 # --- placeholders for what is not there ------------------------------------------------------------------

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -24,6 +24,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from clinfm.serve.backends import AccessBackend, AuthError
 from clinfm.serve.problems import Problem
 from clinfm.serve.security import Principal, QuotaExceeded, QuotaLimiter, ScopeNeed, allowed
+
+if TYPE_CHECKING:
+    from clinfm.serve.state import ServeState
 
 WEB_COOKIE = "clinfm_key"
 AUTH_CACHE_S = 30.0
@@ -53,9 +56,10 @@ class AuthCache:
             self._entries[digest] = (self.clock(), principal)
 
 
-def state(request: Request) -> Any:
-    """The :class:`clinfm.serve.app.ServeState` of this app."""
-    return request.app.state.serve
+def state(request: Request) -> ServeState:
+    """The :class:`clinfm.serve.state.ServeState` of this app."""
+    serve_state: ServeState = request.app.state.serve
+    return serve_state
 
 
 def api_key_of(request: Request, creds: HTTPAuthorizationCredentials | None) -> str | None:

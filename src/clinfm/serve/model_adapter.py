@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
-from clinfm.serve.backends import Attribution, Deployment, Estimate, Forecast, ForecastQuery, Unavailable
+from clinfm.model import generate
+from clinfm.model.checkpoint import load_checkpoint
+from clinfm.reasoning import evidence
+from clinfm.serve.backends import Attribution, Deployment, Estimate, Forecast, ForecasterLoader, ForecastQuery
 from clinfm.serve.problems import Problem
 from clinfm.serve.settings import ServeSettings
-from clinfm.serve.wiring import optional_module
 
 log = logging.getLogger(__name__)
 
@@ -30,50 +31,42 @@ class FoundationForecaster:
 
     max_batch = 1
 
-    def __init__(self, version: str, run_dir: Path, generate: Any, descriptions: dict[str, str]) -> None:
-        from clinfm.model.train import load_checkpoint
-
+    def __init__(self, version: str, run_dir: Path, descriptions: dict[str, str]) -> None:
         self.version = version
-        self._generate = generate
         self.model, self.tokenizer, _ = load_checkpoint(run_dir, device="cpu")
         self.descriptions = descriptions
-        self._evidence = optional_module("clinfm.reasoning.evidence")
 
     def forecast_batch(self, queries: list[ForecastQuery]) -> list[Forecast]:
         return [self._one(q) for q in queries]
 
     def _one(self, q: ForecastQuery) -> Forecast:
-        f = self._generate.forecast_subject(
+        f = generate.forecast_subject(
             self.model, self.tokenizer, q.subject, q.prediction_time, outcomes=q.outcomes or DEFAULT_OUTCOMES,
             horizon_days=float(q.horizon_days), n_samples=q.n_samples, seed=q.seed, descriptions=self.descriptions,
         )  # fmt: skip
-        wilson = self._generate.wilson_interval
         warnings: list[str] = []
         evidence_for: dict[str, list[Attribution]] = {}
-        if self._evidence is None:
-            warnings.append("evidence attribution is not available (clinfm.reasoning.evidence is not installed)")
-        else:
-            r = self._evidence.explain_subject(
-                self.model, self.tokenizer, q.subject, q.prediction_time, outcomes=q.outcomes or DEFAULT_OUTCOMES,
-                descriptions=self.descriptions, model_version=self.version, horizon_days=float(q.horizon_days),
-                n_samples=q.n_samples, seed=q.seed, forecast=f,
-            )  # fmt: skip
-            warnings += r.warnings
-            if r.abstained:
-                warnings.append(r.abstention_reason or "insufficient evidence")
-            for target in [*r.forecasts, *r.expected_next_diagnoses]:
-                name = getattr(target, "outcome", None) or getattr(target, "code", "")
-                evidence_for[name] = [
-                    Attribution(ev.time, ev.code, ev.description or "", item.delta)
-                    for item in target.evidence
-                    for ev in item.events[:1]  # the group's most recent event keeps cards readable
-                ]
+        r = evidence.explain_subject(
+            self.model, self.tokenizer, q.subject, q.prediction_time, outcomes=q.outcomes or DEFAULT_OUTCOMES,
+            descriptions=self.descriptions, model_version=self.version, horizon_days=float(q.horizon_days),
+            n_samples=q.n_samples, seed=q.seed, forecast=f,
+        )  # fmt: skip
+        warnings += r.warnings
+        if r.abstained:
+            warnings.append(r.abstention_reason or "insufficient evidence")
+        for target in [*r.forecasts, *r.expected_next_diagnoses]:
+            name = getattr(target, "outcome", None) or getattr(target, "code", "")
+            evidence_for[name] = [
+                Attribution(ev.time, ev.code, ev.description or "", item.delta)
+                for item in target.evidence
+                for ev in item.events[:1]  # the group's most recent event keeps cards readable
+            ]
         risks = [Estimate(o.outcome, OUTCOME_NAMES.get(o.outcome, self.descriptions.get(o.outcome, o.outcome)),
                           o.probability, o.ci_low, o.ci_high, evidence_for.get(o.outcome, []))
                  for o in f.outcomes]  # fmt: skip
         nxt = []
         for d in f.next_diagnoses:
-            lo, hi = wilson(round(d.probability * f.samples), f.samples)
+            lo, hi = generate.wilson_interval(round(d.probability * f.samples), f.samples)
             nxt.append(Estimate(d.code, d.description or self.descriptions.get(d.code, ""), d.probability, lo, hi,
                                 evidence_for.get(d.code, [])))  # fmt: skip
         if f.history_tokens < 8:
@@ -81,10 +74,8 @@ class FoundationForecaster:
         return Forecast(risks=risks, next_diagnoses=nxt, n_samples=f.samples, warnings=warnings)
 
 
-def loader(settings: ServeSettings, descriptions: dict[str, str]) -> Any:
-    generate = optional_module("clinfm.model.generate")
-    if generate is None or optional_module("clinfm.model.train") is None:
-        return Unavailable("the foundation model", "clinfm.model.generate is not installed")
+def loader(settings: ServeSettings, descriptions: dict[str, str]) -> ForecasterLoader:
+    """Loads a deployment's checkpoint on first use; a version without one answers 503 naming it."""
 
     def load(deployment: Deployment) -> FoundationForecaster:
         run_dir = Path(settings.model_run_dir or deployment.run_dir or "")
@@ -95,6 +86,6 @@ def loader(settings: ServeSettings, descriptions: dict[str, str]) -> Any:
 
         torch.set_num_threads(settings.model_threads)
         log.info("loading model %s", deployment.version)
-        return FoundationForecaster(deployment.version, run_dir, generate, descriptions)
+        return FoundationForecaster(deployment.version, run_dir, descriptions)
 
     return load

@@ -6,36 +6,42 @@ from __future__ import annotations
 
 from typing import Any
 
+from clinfm.reasoning import session
+from clinfm.reasoning.knowledge import KnowledgeBase, load_knowledge_base
+from clinfm.reasoning.models import AnswerValue, SessionState, TreatmentCheck
+from clinfm.reasoning.treatment import check_treatment
+from clinfm.schema import Subject
 from clinfm.serve.backends import Unavailable
 from clinfm.serve.problems import Problem
-from clinfm.serve.wiring import optional_module
 
 
 class SessionDdx:
-    def __init__(self, session: Any, kb: Any) -> None:
-        self._session, self.kb = session, kb
+    """``reasoning.session`` over one loaded knowledge base; bad answers are 422 problems naming the evidence."""
 
-    def start(self, age: int | None, sex: str | None, initial_evidence: str | None, answers: dict[str, Any],
-              budget: int | None) -> Any:  # fmt: skip
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+
+    def start(self, age: int | None, sex: str | None, initial_evidence: str | None, answers: dict[str, AnswerValue],
+              budget: int | None) -> SessionState:  # fmt: skip
         try:
-            state = self._session.start_session(age, sex, initial_evidence, self.kb, budget=budget)
+            state = session.start_session(age, sex, initial_evidence, self.kb, budget=budget)
             for evidence_id, value in answers.items():
-                state = self._session.answer(state, evidence_id, value, self.kb)
+                state = session.answer(state, evidence_id, value, self.kb)
         except (KeyError, ValueError) as exc:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
         return state
 
-    def answer(self, state: Any, evidence_id: str, value: Any) -> Any:
+    def answer(self, state: SessionState, evidence_id: str, value: AnswerValue) -> SessionState:
         try:
-            return self._session.answer(state, evidence_id, value, self.kb)
+            return session.answer(state, evidence_id, value, self.kb)
         except (KeyError, ValueError) as exc:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
 
-    def dump(self, state: Any) -> dict[str, Any]:
+    def dump(self, state: SessionState) -> dict[str, Any]:
         return state.model_dump(mode="json")
 
-    def explain(self, state: Any) -> str:
-        return self._session.explain(state).text
+    def explain(self, state: SessionState) -> str:
+        return session.explain(state).text
 
     def question_text(self, evidence_id: str) -> str:
         return self.kb.evidence(evidence_id).question
@@ -47,24 +53,13 @@ def _safe(exc: Exception) -> str:
     return text[:300]
 
 
-def ddx() -> Any:
-    session = optional_module("clinfm.reasoning.session")
-    if session is None:
-        return Unavailable("differential diagnosis", "clinfm.reasoning.session is not installed")
-    from clinfm.reasoning.knowledge import load_knowledge_base
-
+def ddx() -> SessionDdx | Unavailable:
+    """The interview engine, or :class:`Unavailable` when ``$CLINFM_DDXPLUS_DIR`` names a folder that cannot be read."""
     try:
         kb = load_knowledge_base()
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, ValueError) as exc:
         return Unavailable("differential diagnosis", f"the DDXPlus knowledge base could not be read ({type(exc).__name__})")
-    return SessionDdx(session, kb)
-
-
-def treatment() -> Any:
-    module = optional_module("clinfm.reasoning.treatment")
-    if module is None:
-        return Unavailable("treatment safety checks", "clinfm.reasoning.treatment is not installed")
-    return TreatmentChecks(module)
+    return SessionDdx(kb)
 
 
 EGFR_CODES = ("LOINC//33914-3", "LOINC//62238-1", "LOINC//98979-8", "LOINC//48642-3", "LOINC//48643-1")
@@ -75,11 +70,8 @@ class TreatmentChecks:
     """``reasoning.treatment.check_treatment`` on codes without their ``RxNorm//`` prefix; with a subject of the
     store, its allergies, latest eGFR (or creatinine, age and sex) fill what the request left out."""
 
-    def __init__(self, module: Any) -> None:
-        self._m = module
-
     def check(self, medications: list[str], allergies: list[str], egfr: float | None, creatinine_mg_dl: float | None,
-              subject: Any) -> Any:  # fmt: skip
+              subject: Subject | None) -> TreatmentCheck:  # fmt: skip
         meds = [_bare(m) for m in medications]
         allergies = [_bare(a) for a in allergies]
         age = sex = None
@@ -90,7 +82,7 @@ class TreatmentChecks:
             creatinine_mg_dl = creatinine_mg_dl if creatinine_mg_dl is not None else found["creatinine"]
             age, sex = found["age"], found["sex"]
         try:
-            return self._m.check_treatment(meds, allergies, egfr=egfr, creatinine=creatinine_mg_dl, age=age, sex=sex)
+            return check_treatment(meds, allergies, egfr=egfr, creatinine=creatinine_mg_dl, age=age, sex=sex)
         except ValueError as exc:
             raise Problem(422, _safe(exc), slug="invalid-medication-list") from None
 
@@ -99,10 +91,10 @@ def _bare(code: str) -> str:
     return code.split("//", 1)[1] if code.startswith(("RxNorm//", "ALLERGY//RxNorm//")) and "//" in code else code
 
 
-def _from_record(subject: Any) -> dict[str, Any]:
+def _from_record(subject: Subject) -> dict[str, Any]:
     """Allergies (``ALLERGY//RxNorm//…``), latest eGFR / creatinine, age at the last event and sex."""
     timed = [e for e in subject.events if e.time is not None]
-    latest = {}
+    latest: dict[str, float] = {}
     for e in timed:
         if e.numeric_value is not None and e.code in EGFR_CODES + CREATININE_CODES:
             latest["egfr" if e.code in EGFR_CODES else "creatinine"] = float(e.numeric_value)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -33,6 +33,9 @@ from clinfm.serve.predictions import (
 from clinfm.serve.problems import Problem
 from clinfm.serve.schemas import EvidenceItem, NextDiagnosis, PredictRequest, PredictResponse, RiskForecast
 from clinfm.serve.security import Principal
+
+if TYPE_CHECKING:
+    from clinfm.serve.state import ServeState
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ def tenant_secret(master: bytes, org: str, dataset_org: str) -> bytes:
 
 
 class PredictionService:
-    def __init__(self, state: Any, loader: ForecasterLoader | Unavailable, secret: bytes | None) -> None:
+    def __init__(self, state: ServeState, loader: ForecasterLoader | Unavailable, secret: bytes | None) -> None:
         self.state = state
         self.settings = state.settings
         self.loader = loader

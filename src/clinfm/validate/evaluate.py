@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from clinfm import __version__, schema
+from clinfm.engine import ProgressFn
 from clinfm.tasks.config import TaskConfig, load_task
 from clinfm.tasks.features import CountFeaturizer, subject_attributes
 from clinfm.tasks.labelers import LABEL, PRED, SID, LabelingResult, label_dataset, load_events
@@ -45,7 +46,6 @@ from clinfm.validate.models import (
 
 log = logging.getLogger(__name__)
 
-ProgressFn = Callable[[int, int], None]
 LEARNING_CURVE_SIZES: tuple[int | None, ...] = (16, 64, 256, None)
 """Training labels per class for the learning curve (``None`` = all training labels)."""
 

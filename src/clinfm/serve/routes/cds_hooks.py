@@ -207,7 +207,7 @@ async def _safety(request: Request, principal: Principal, body: HookRequest) -> 
     if not meds:
         return [], {"card_kind": "medication-safety"}
     result = await run_in_threadpool(s.treatment.check, meds, allergies, egfr, None, None)
-    check = result if isinstance(result, dict) else result.model_dump(mode="json")
+    check = result.model_dump(mode="json")
     kb = check.get("kb_version", "")
     cards = safety_cards(check, f"ClinFM medication safety (knowledge base {kb})".strip(),
                          f"{s.settings.public_base_url or str(request.base_url).rstrip('/')}/docs#/treatment", order_ids)  # fmt: skip

@@ -21,4 +21,4 @@ async def check(body: TreatmentCheckRequest, request: Request,
     subject = s.predictions.store_subject(principal, body.subject_id) if body.subject_id is not None else None
     meds = [m.code or m.name or "" for m in body.medications]
     result = await run_in_threadpool(s.treatment.check, meds, list(body.allergies), body.egfr, body.creatinine_mg_dl, subject)
-    return TreatmentCheckResponse(result=result if isinstance(result, dict) else result.model_dump(mode="json"))
+    return TreatmentCheckResponse(result=result.model_dump(mode="json"))

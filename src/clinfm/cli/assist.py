@@ -1,5 +1,5 @@
-"""``clinfm assist-eval`` and ``clinfm fhir-domains``: thin typer commands over :mod:`clinfm.agentbench` and
-:mod:`clinfm.fhir` (registered on the main app by ``clinfm.cli``)."""
+"""``clinfm assist-eval``, ``assist-finetune`` and ``fhir-domains``: the assistant's task suite, its fine-tuning
+under the change plan, and the OMOP code domains the FHIR API reads."""
 
 from __future__ import annotations
 
@@ -9,49 +9,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
-
-
-def run_evaluation(dataset: Path, backend: str, report: Path, *, limit: int | None = None, seed: int = 0,
-                   split: str = "held_out", per_subject: int = 6, model: str | None = None, adapter: str | None = None,
-                   base_url: str | None = None, api_key: str | None = None, n_resamples: int = 1000,
-                   workdir: Path | None = None, progress: Any = None, max_steps: int = 8,
-                   max_new_tokens: int = 160) -> dict[str, Any]:  # fmt: skip
-    """Build the evaluation store from ``split``, generate tasks, run the agent, write the HTML + JSON report."""
-    from clinfm.agentbench.agents import BaselineAgent, ChatAgent, FhirTools, LocalChat, OpenAIChat
-    from clinfm.agentbench.report import run_suite, summarize, write_report
-    from clinfm.agentbench.tasks import build_eval_store, generate_tasks, select
-    from clinfm.data.store import SubjectDatabase
-    from clinfm.fhir.resources import CodeCatalog
-    from clinfm.fhir.search import FhirStore
-
-    if backend not in ("none", "local", "openai"):
-        raise ValueError(f"backend {backend!r} is not one of none, local, openai")
-    with tempfile.TemporaryDirectory(prefix="clinfm-agentbench-") as tmp:
-        store_dir = build_eval_store(dataset, Path(workdir or tmp) / "eval-store", split=split, seed=seed)
-        tasks = select(generate_tasks(store_dir, seed=seed, per_subject=per_subject), limit)
-        db = SubjectDatabase(store_dir)
-        tools = FhirTools(FhirStore(db, CodeCatalog.for_dataset(store_dir, db.descriptions())))
-        if backend == "none":
-            agent: Any = BaselineAgent()
-        elif backend == "openai":
-            url = base_url or os.environ.get("CLINFM_OPENAI_BASE_URL")
-            name = model or os.environ.get("CLINFM_OPENAI_MODEL")
-            if not url or not name:
-                raise ValueError("backend openai needs --base-url and --model (or CLINFM_OPENAI_BASE_URL / CLINFM_OPENAI_MODEL)")
-            agent = ChatAgent(OpenAIChat(url, name, api_key or os.environ.get("CLINFM_OPENAI_API_KEY")), max_steps)
-        else:
-            agent = ChatAgent(LocalChat(model, adapter, max_new_tokens=max_new_tokens), max_steps)
-        results = run_suite(tasks, agent, tools, progress)
-    doc = summarize(results, backend, n_resamples=n_resamples, seed=seed)
-    doc.update(dataset=str(dataset), split=split, seed=seed, limit=limit, model=model, adapter=adapter,
-               max_steps=max_steps, max_new_tokens=max_new_tokens)
-    write_report(doc, report)
-    return doc
+from clinfm.agentbench.suite import compare_runs, run_evaluation
+from clinfm.cli.common import console, err, errors_exit, progress_bar
 
 
 def assist_eval(
@@ -70,17 +31,10 @@ def assist_eval(
     max_new_tokens: Annotated[int, typer.Option(min=8, help="local: tokens generated per call.")] = 160,
 ) -> None:
     """MedAgentBench-style task suite over the store's FHIR view, graded by code, with bootstrap intervals."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("assist-eval"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
-        job = bar.add_task("tasks", total=None)
-        try:
-            doc = run_evaluation(dataset, backend, report, limit=limit, seed=seed, split=split, per_subject=per_subject,
-                                 model=model, adapter=adapter, base_url=base_url, max_steps=max_steps,
-                                 max_new_tokens=max_new_tokens, progress=lambda i, n: bar.update(job, completed=i, total=n))  # fmt: skip
-        except (ValueError, FileNotFoundError) as exc:
-            err.print(f"[red]error:[/red] {exc}")
-            raise typer.Exit(2) from exc
+    with progress_bar("assist-eval", "tasks") as update, errors_exit(ValueError, FileNotFoundError):
+        doc = run_evaluation(dataset, backend, report, limit=limit, seed=seed, split=split, per_subject=per_subject,
+                             model=model, adapter=adapter, base_url=base_url, max_steps=max_steps,
+                             max_new_tokens=max_new_tokens, progress=update)  # fmt: skip
     table = Table("category", "success [95% CI]", title=f"{doc['n_tasks']} tasks, {doc['n_subjects']} subjects, backend {backend}")
     for cat, m in doc["success_by_category"].items():
         table.add_row(cat, _fmt(m))
@@ -147,7 +101,7 @@ def assist_finetune(
     budget = {"limit": compare_limit, "seed": seed, "n_resamples": n_boot, "max_steps": max_steps, "max_new_tokens": max_new_tokens}
     base_doc = run_evaluation(dataset, "local", out / "compare-base.html", model=model, **budget)
     tuned_doc = run_evaluation(dataset, "local", out / "compare-tuned.html", model=str(out / "merged"), **budget)
-    comparison = _compare_docs(base_doc, tuned_doc, n_boot, boot_seed)
+    comparison = compare_runs(base_doc, tuned_doc, n_boot, boot_seed)
     accepted, reason = decide(comparison["query"])
     doc = {"plan": change_plan.name, "accepted": accepted, "reason": reason, "comparison": comparison, "lineage": result.lineage,
            "base_report": base_doc["success"], "tuned_report": tuned_doc["success"]}  # fmt: skip
@@ -168,24 +122,6 @@ def assist_finetune(
         console.print(f"not registered; the comparison is in {out / 'change_comparison.json'}")
 
 
-def _compare_docs(base: dict[str, Any], tuned: dict[str, Any], n_resamples: int, seed: int) -> dict[str, Any]:
-    """Paired comparison of two runs of the same tasks (their per-task outcomes, matched by id)."""
-    from clinfm.agentbench.finetune import paired_comparison
-    from clinfm.agentbench.grade import Grade
-    from clinfm.agentbench.tasks import Task
-
-    by_id = {t["id"]: t for t in tuned["tasks"]}
-
-    def rows(doc: dict[str, Any], pick) -> list:
-        return [(Task(t["id"], t["category"], t["subject_id"], "", "", "", {}, None), None, Grade(pick(t)["success"], ""))
-                for t in doc["tasks"] if t["id"] in by_id]  # fmt: skip
-
-    base_rows = rows(base, lambda t: t)
-    tuned_rows = rows(base, lambda t: by_id[t["id"]])
-    return {name: paired_comparison(base_rows, tuned_rows, n_resamples, seed, kind=kind)
-            for name, kind in (("query", "query"), ("action", "action"), ("all", None))}
-
-
 def fhir_domains(
     dataset: Annotated[Path, typer.Argument(help="MEDS dataset (ingested from OMOP).")],
     omop: Annotated[Path | None, typer.Option(help="OMOP DuckDB file whose concept table names the domains (default: Eunomia).")] = None,
@@ -193,11 +129,8 @@ def fhir_domains(
     """Record each code's OMOP domain beside the dataset so the FHIR API serves SNOMED procedures as Procedure."""
     from clinfm.fhir.resources import write_code_domains
 
-    try:
+    with errors_exit(FileNotFoundError, OSError):
         out = write_code_domains(dataset, omop)
-    except (FileNotFoundError, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(f"wrote {out}")
 
 

@@ -1,0 +1,174 @@
+"""``clinfm registry|card|audit|access``: the model registry, model cards, the audit log, tenants and keys."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from clinfm.cli.common import ActorOpt, OrgOpt, console, err, errors_exit
+
+registry_app = typer.Typer(help="Model registry: register, list, show, attach reports, promote through gates.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+access_app = typer.Typer(help="Organizations, users, roles and API keys.", no_args_is_help=True)
+
+
+@contextmanager
+def govern_errors() -> Iterator[None]:
+    """Governance refusals and unknown ids end the command with their message and exit status 2."""
+    with errors_exit(KeyError, LookupError, ValueError, PermissionError):
+        yield
+
+
+@registry_app.command("register")
+def registry_register(
+    name: Annotated[str, typer.Argument(help="Model name, e.g. clinfm-eunomia.")],
+    run_dir: Annotated[Path, typer.Argument(help="Training run folder (weights, tokenizer, config).")],
+    dataset_dir: Annotated[Path, typer.Argument(help="The (de-identified) MEDS dataset it was trained on.")],
+    actor: ActorOpt = "cli",
+    org: OrgOpt = "local",
+) -> None:
+    """Register a model version with its artifact hashes and training-data fingerprint (state: draft)."""
+    from clinfm.govern import register_model
+
+    with govern_errors():
+        v = register_model(name, run_dir, dataset_dir, actor, org=org)
+    console.print(f"Registered [bold]{v.name} v{v.version}[/bold] as [cyan]{v.id}[/cyan] (state {v.state})")
+
+
+@registry_app.command("list")
+def registry_list(org: Annotated[str | None, typer.Option("--org")] = None) -> None:
+    """Every registered model version with its lifecycle state."""
+    from clinfm.govern import list_models
+
+    table = Table(title="Model registry", title_justify="left")
+    for col in ("id", "name", "version", "state", "org", "created"):
+        table.add_column(col)
+    for v in list_models(org=org):
+        table.add_row(v.id, v.name, str(v.version), v.state, v.org_id, v.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+@registry_app.command("show")
+def registry_show(version_id: Annotated[str, typer.Argument(help="Model version id.")]) -> None:
+    """One model version as JSON: hashes, dataset fingerprint, reports, lifecycle history."""
+    from clinfm.govern import get_model
+
+    with govern_errors():
+        print(get_model(version_id).model_dump_json(indent=2))
+
+
+@registry_app.command("attach")
+def registry_attach(
+    version_id: Annotated[str, typer.Argument()],
+    report: Annotated[Path, typer.Argument(help="Report JSON (validation or monitoring).")],
+    kind: Annotated[str, typer.Option(help="validation or monitoring")] = "validation",
+    primary_model: Annotated[str | None, typer.Option(help="Which model in a validation report is this one.")] = None,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Attach a validation or monitoring report (JSON) to a model version."""
+    from clinfm.govern import attach_report
+
+    with govern_errors():
+        attach_report(version_id, report, kind=kind, actor=actor, primary_model=primary_model)
+    console.print(f"Attached {kind} report {report} to {version_id}")
+
+
+@registry_app.command("promote")
+def registry_promote(
+    version_id: Annotated[str, typer.Argument()],
+    to: Annotated[str, typer.Option("--to", help="validated, silent, pilot, general or retired")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded; never name a patient).")],
+    actor: ActorOpt = "cli",
+) -> None:
+    """Move a model version through the lifecycle; a refused gate says which condition failed."""
+    from clinfm.govern import GateError, promote
+
+    with govern_errors():
+        try:
+            v = promote(version_id, to, actor, reason)
+        except GateError as exc:  # a refusal (exit 1) is not an error in the request (exit 2)
+            err.print(f"[red]refused:[/red] {exc}")
+            raise typer.Exit(1) from exc
+    console.print(f"{v.name} v{v.version} is now [bold]{v.state}[/bold]")
+
+
+def card(
+    version_id: Annotated[str, typer.Argument(help="Model version id.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for card.md, card.html and card.json.")] = Path("model-cards"),
+) -> None:
+    """Generate the model card (Markdown, HTML, JSON) from the registry, with the 31 HTI-1 source attributes."""
+    from clinfm.govern import write_card
+
+    with govern_errors():
+        paths = write_card(version_id, out / version_id)
+    for fmt, path in paths.items():
+        console.print(f"{fmt}: [cyan]{path}[/cyan]")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit hash chain; name the first altered, missing or reordered entry."""
+    from clinfm.govern import verify_chain
+
+    result = verify_chain()
+    if result.ok:
+        console.print(f"[green]audit chain intact[/green]: {result.entries:,} entries")
+        return
+    err.print(f"[red]audit chain broken[/red] at entry {result.seq} ({result.problem}): {result.message}")
+    raise typer.Exit(1)
+
+
+@access_app.command("create-org")
+def access_create_org(org: Annotated[str, typer.Argument()], name: Annotated[str | None, typer.Option()] = None,
+                      actor: ActorOpt = "cli") -> None:  # fmt: skip
+    """Create an organization (tenant)."""
+    from clinfm.govern import create_organization
+
+    create_organization(org, name, actor=actor, exist_ok=True)
+    console.print(f"Organization [bold]{org}[/bold] ready")
+
+
+@access_app.command("create-user")
+def access_create_user(
+    org: Annotated[str, typer.Argument()],
+    username: Annotated[str, typer.Argument()],
+    role: Annotated[list[str], typer.Option("--role", help="admin, clinical_owner, data_scientist, clinician, auditor, api_client")],
+    actor: ActorOpt = "cli",
+) -> None:
+    """Create a user with roles in an organization."""
+    from clinfm.govern import create_user
+
+    with govern_errors():
+        create_user(org, username, role, actor=actor)
+    console.print(f"User [bold]{username}[/bold] in {org} with roles {', '.join(role)}")
+
+
+@access_app.command("create-key")
+def access_create_key(
+    org: Annotated[str, typer.Argument()],
+    username: Annotated[str, typer.Argument()],
+    scope: Annotated[list[str], typer.Option("--scope", help="SMART v2 scope, e.g. system/RiskAssessment.rs")],
+    rate: Annotated[int, typer.Option(help="Requests per minute.")] = 60,
+    days: Annotated[int | None, typer.Option(help="Expires after this many days.")] = None,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Create an API key; it is printed once and stored only as a salted hash."""
+    from clinfm.govern import create_api_key
+
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days) if days else None
+    with govern_errors():
+        issued = create_api_key(org, username, scope, actor=actor, rate_per_minute=rate, expires_at=expires)
+    console.print(f"API key (shown once, store it now): [bold]{issued.key}[/bold]\nkey id: {issued.key_id}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(registry_app, name="registry")
+    app.command()(card)
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(access_app, name="access")

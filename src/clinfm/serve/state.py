@@ -1,0 +1,50 @@
+"""The server's state: every backend a request may need, typed by the Protocols of ``backends`` so the type
+checker holds each adapter (and each :class:`~clinfm.serve.backends.Unavailable`) to what the routes call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from clinfm.serve.backends import AccessBackend, AuditBackend, DdxBackend, RegistryBackend, TreatmentBackend, Unavailable
+from clinfm.serve.deps import AuthCache
+from clinfm.serve.predictions import JsonlLog
+from clinfm.serve.security import QuotaLimiter
+from clinfm.serve.settings import ServeSettings
+
+if TYPE_CHECKING:
+    from clinfm.data.store import SubjectDatabase
+    from clinfm.reasoning.models import SessionState
+    from clinfm.serve.service import PredictionService
+
+
+@dataclass
+class ServeState:
+    """Everything a request may need, built once per app."""
+
+    settings: ServeSettings
+    access: AccessBackend
+    registry: RegistryBackend
+    audit: AuditBackend
+    ddx: DdxBackend
+    treatment: TreatmentBackend
+    store: SubjectDatabase | Unavailable
+    descriptions: dict[str, str] = field(default_factory=dict)
+    auth_cache: AuthCache = field(default_factory=AuthCache)
+    quotas: QuotaLimiter = field(default_factory=QuotaLimiter)
+    predictions: PredictionService | None = None
+    feedback: JsonlLog | None = None
+    cards_log: JsonlLog | None = None
+    ddx_sessions: dict[str, tuple[str, SessionState]] = field(default_factory=dict)  # id -> (org, state)
+    issued_cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # card uuid -> what produced it
+
+    def readiness(self) -> dict[str, str]:
+        """What is ready and what is missing (names and reasons only)."""
+        out = {}
+        for name in ("access", "registry", "audit", "ddx", "treatment", "store"):
+            part = getattr(self, name)
+            out[name] = f"unavailable: {part.reason}" if isinstance(part, Unavailable) else "ok"
+        org = self.settings.dataset_org
+        deployed = [d for d in self.registry.deployments(org) if d.serves] if not isinstance(self.registry, Unavailable) else []
+        out["model"] = "ok" if deployed else f"unavailable: {org!r} has no model in silent, pilot or general state"
+        return out
