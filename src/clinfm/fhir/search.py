@@ -215,7 +215,7 @@ class FhirStore:
         sid = self.subject_of(params)
         if sid is None:
             raise SearchError(f"{resource_type} search needs patient=<id> (or subject=Patient/<id>)")
-        rows = self.rows(sid)
+        rows = self.rows(sid) if resource_type == "Encounter" else self._candidate_rows(sid, resource_type, params)
         hits = self.resources(sid, resource_type, rows)
         hits = [h for h in hits if _matches(h, params, self.catalog, sid)]
         if sort is not None:
@@ -223,6 +223,30 @@ class FhirStore:
             hits.sort(key=lambda h: (h[0] or far, h[1].row), reverse=sort == "-date")
         page = hits[offset : offset + count]
         return [self.build(sid, r, k, rows) for _, r, k in page], len(hits)
+
+    def _candidate_rows(self, sid: int, resource_type: str, params: Mapping[str, Sequence[str]]) -> list[Row]:
+        """Only the subject's rows whose code can match (type, ``code``, ``category``), chosen in Arrow before
+        any row becomes a Python object: a long record costs what its matching events cost."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        table = self.db.table(sid)
+        codes = table.column(schema.CODE)
+        wanted_codes = [[parse_token(v) for v in value.split(",")] for value in params.get("code", [])]
+        wanted_cats = [{parse_token(v)[1] for v in value.split(",")} for value in params.get("category", [])]
+        keep = []
+        for code in pc.unique(codes).to_pylist():
+            k = self.catalog.kind(code)
+            if k is None or k.resource != resource_type:
+                continue
+            if all(_code_matches(code, w) for w in wanted_codes) and all(k.category in c for c in wanted_cats):
+                keep.append(code)
+        if not keep:
+            return []
+        idx = pc.indices_nonzero(pc.is_in(codes, value_set=pa.array(keep, pa.string()))).to_pylist()
+        sub = table.take(idx)
+        cols = [sub.column(c).to_pylist() for c in schema.EVENT_COLUMNS[1:]]
+        return [Row(i, *vals) for i, vals in zip(idx, zip(*cols))]
 
     @staticmethod
     def subject_of(params: Mapping[str, Sequence[str]]) -> int | None:
