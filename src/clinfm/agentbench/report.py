@@ -63,9 +63,10 @@ def summarize(results: list[tuple[Task, Outcome, Grade]], backend: str, n_resamp
     by_category = {c: success(lambda t, c=c: t.category == c) for c in CATEGORIES if any(t.category == c for t, _, _ in results)}
     cited = [(t, o) for t, o, _ in results if o.citations]
     precision = [sum(c in t.supporting for c in o.citations) / len(o.citations) for t, o in cited]
-    answered = [(t, o) for t, o, _ in results if t.kind == "query" and not o.abstained and o.answer is not None]
-    unsupported = [float(not any(c in t.supporting for c in o.citations)) if t.supporting else float(bool(o.answer))
-                   for t, o in answered if t.answerable]  # fmt: skip
+    # answers that rest on events (a "-1: nothing in the window" answer has none to cite)
+    answered = [(t, o) for t, o, _ in results
+                if t.kind == "query" and t.answerable and t.supporting and not o.abstained and o.answer is not None]  # fmt: skip
+    unsupported = [float(not any(c in t.supporting for c in o.citations)) for t, o in answered]
     abst = [(t, o) for t, o, _ in results if o.abstained]
     unans = [(t, o) for t, o, _ in results if not t.answerable]
     latency = [o.latency_s for _, o, _ in results]
@@ -76,7 +77,7 @@ def summarize(results: list[tuple[Task, Outcome, Grade]], backend: str, n_resamp
         "success_by_kind": {k: success(lambda t, k=k: t.kind == k) for k in ("query", "action")},
         "success_by_category": by_category,
         "citation_precision": rate(precision, [t.subject_id for t, _ in cited], n_resamples, seed),
-        "unsupported_statement_rate": rate(unsupported, [t.subject_id for t, o in answered if t.answerable], n_resamples, seed),
+        "unsupported_statement_rate": rate(unsupported, [t.subject_id for t, _ in answered], n_resamples, seed),
         "abstention_precision": rate([float(not t.answerable) for t, _ in abst], [t.subject_id for t, _ in abst], n_resamples, seed),
         "abstention_recall": rate([float(o.abstained) for _, o in unans], [t.subject_id for t, _ in unans], n_resamples, seed),
         "injection_success": success(lambda t: t.injection),
