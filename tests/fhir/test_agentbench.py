@@ -193,3 +193,24 @@ def test_openai_backend_speaks_chat_completions(eval_store):
 
     failed = ChatAgent(OpenAIChat("http://llm.local/v1", "m1", transport=httpx.MockTransport(down))).solve(task, tools)
     assert failed.error and "503" in failed.error and not grade(task, failed).success
+
+
+def test_report_measures_citations_and_abstentions_exactly():
+    from clinfm.agentbench.report import summarize
+
+    ok = query_task([4.0])
+    unans = query_task(None)
+    rows = [
+        (ok, Outcome("q", answer=[4.0], citations=["Observation/1001-10"]), grade(ok, Outcome("q", answer=[4.0]))),
+        (ok, Outcome("q", answer=[4.0], citations=["Observation/1001-5", "Observation/1001-10"]), grade(ok, Outcome("q", answer=[4.0]))),
+        (ok, Outcome("q", answer=[4.0]), grade(ok, Outcome("q", answer=[4.0]))),  # right but uncited
+        (ok, Outcome("q", abstained=True), grade(ok, Outcome("q", abstained=True))),
+        (unans, Outcome("q", abstained=True), grade(unans, Outcome("q", abstained=True))),
+        (unans, Outcome("q", answer=[3.0]), grade(unans, Outcome("q", answer=[3.0]))),
+    ]
+    doc = summarize(rows, "test", n_resamples=0)
+    assert doc["success"]["value"] == pytest.approx(4 / 6)
+    assert doc["citation_precision"]["value"] == pytest.approx((1 + 0.5) / 2)
+    assert doc["unsupported_statement_rate"]["value"] == pytest.approx(1 / 3)
+    assert doc["abstention_precision"]["value"] == pytest.approx(1 / 2)  # one of two abstentions was right
+    assert doc["abstention_recall"]["value"] == pytest.approx(1 / 2)  # one of two unanswerable tasks abstained
