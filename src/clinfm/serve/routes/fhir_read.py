@@ -157,13 +157,12 @@ async def read(resource_type: str, resource_id: str, request: Request,
     _check_type(resource_type)
     principal = await _principal(request, creds, resource_type, "r")
     store = fhir_store(request)
+    head = resource_id.split("-", 1)[0]
+    if not head.isdigit():
+        raise Problem(404, f"{resource_type}/{resource_id} is not a ClinFM resource id", slug="not-found")
+    _subject_access(request, principal, int(head))  # tenancy and consent before anything of the record is read
     try:
-        sid, _ = store.read("Patient", resource_id.split("-", 1)[0]) if resource_type != "Patient" else store.read("Patient", resource_id)
-    except SearchError:
-        raise Problem(404, f"{resource_type}/{resource_id} is not a ClinFM resource id", slug="not-found") from None
-    _subject_access(request, principal, sid)
-    try:
-        _, resource = store.read(resource_type, resource_id)
+        _, resource = await run_in_threadpool(store.read, resource_type, resource_id)
     except SearchError:
         resource = None
     if resource is None:
@@ -186,7 +185,7 @@ async def search(resource_type: str, request: Request, creds: HTTPAuthorizationC
     elif resource_type == "Patient":
         _org_access(request, principal)
     try:
-        resources, total = store.search(resource_type, params)
+        resources, total = await run_in_threadpool(store.search, resource_type, params)
     except SearchError as exc:
         raise Problem(400, str(exc), slug="invalid-search") from None
     except KeyError:
