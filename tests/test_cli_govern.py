@@ -73,7 +73,9 @@ def test_draft_to_general_through_the_cli(tmp_path, monkeypatch):
 
     # quarter-long monitoring windows (the site's monitoring policy): a few weeks of one clinic is too noisy
     monitoring = tmp_path / "monitoring.yaml"
-    monitoring.write_text(packaged("policies/monitoring-policy.yaml").read_text().replace("window: 28d", "window: 91d"))
+    packaged_policy = packaged("policies/monitoring-policy.yaml").read_text()
+    assert "window: 30d" in packaged_policy  # the replacement below must take effect
+    monitoring.write_text(packaged_policy.replace("window: 30d", "window: 91d"))
     monkeypatch.setenv("CLINFM_MONITORING_POLICY", str(monitoring))
     ok(["monitor", "replay", str(dataset), "--task", "long_length_of_stay", "--model", version,
         "--from", "2020-01-01", "--to", "2021-01-01", "--every", "7d"])  # fmt: skip

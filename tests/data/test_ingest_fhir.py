@@ -58,9 +58,11 @@ def run(path: Path, chunk_bytes: int = fhir.DEFAULT_CHUNK_BYTES) -> Converted:
                     )
                 )
             out.tables += batch.event_tables or []
-            out.quarantine += [tuple(r.values()) for r in batch.quarantine.to_pylist()]
+            rows = batch.quarantine.to_pylist()
+            out.quarantine += [(r["source_file"], r["table"], r["locator"], r["reason"]) for r in rows]
             for table, c in batch.counts.items():
                 out.counts.setdefault(table, RecordCounts()).add(c)
+                assert c.quarantined == sum(r["records"] for r in rows if r["table"] == table), table
             out.descriptions.update(batch.code_descriptions)
     assert all(c.balanced for c in out.counts.values()), out.counts
     return out

@@ -44,6 +44,7 @@ POSITIVES = [
     ("Prescriber DEA AB1234563.", "LICENSE_NUMBER", "AB1234563"),
     ("signed, BD5623411", "LICENSE_NUMBER", "BD5623411"),  # DEA checksum holds without a cue
     ("NPI 1487392015", "LICENSE_NUMBER", "1487392015"),
+    ("ordering provider 1487392015 notified", "LICENSE_NUMBER", "1487392015"),  # NPI check digit holds
     ("state medical license # MD-44812", "LICENSE_NUMBER", "MD-44812"),
     ("VIN 1FTFW1ET5DFC10312", "VEHICLE_ID", "1FTFW1ET5DFC10312"),
     ("car 1HGCM82633A004352 towed", "VEHICLE_ID", "1HGCM82633A004352"),  # VIN check digit holds
@@ -111,6 +112,7 @@ NEGATIVES = [
     ("lot of pain", None),
     ("daughter brought the medication list", None),
     ("T 99.1 F, 100 mg given", None),
+    ("specimen 1487392016 received", "LICENSE_NUMBER"),  # ten digits, NPI check digit fails
 ]
 
 

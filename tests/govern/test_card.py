@@ -80,7 +80,8 @@ def test_a_validated_card_shows_metrics_subgroups_and_supplied_facts(db, run_dir
     assert "| sex | M | 60 | 0.800 (0.700–0.880) |" in md
     assert md.count("[170.315(b)(11)(iv)(B)(") == 31
     html = render_card(mv.id, "html", db=db)
-    assert html.count("<small>[45 CFR 170.315(b)(11)(iv)(B)(") == 31 and "Acme Health data science" in html
+    assert html.count("[170.315(b)(11)(iv)(B)(") == 31 and "Acme Health data science" in html
+    assert "<td>clinfm (this version)</td>\n<td>0.820 (0.780–0.860)</td>" in html  # the Markdown table, rendered
     with pytest.raises(ValueError, match="card format"):
         render_card(mv.id, "pdf", db=db)
 

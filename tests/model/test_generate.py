@@ -8,7 +8,7 @@ import numpy as np
 
 from clinfm.data.store import SubjectDatabase
 from clinfm.model.checkpoint import load_checkpoint
-from clinfm.model.embed import embed, embed_tokens, export_embeddings
+from clinfm.model.embed import embed, embed_tokens
 from clinfm.model.generate import forecast, sample_futures, wilson_interval
 
 
@@ -42,7 +42,7 @@ def test_kv_cache_and_recompute_sample_the_same_futures(tiny_run, tiny_meds):
     assert max(len(t) for t in fast.tokens) > 64 - len(prompt)  # and the cache restarts when it is
 
 
-def test_embeddings_batching_and_cut(tiny_run, tiny_meds, tmp_path):
+def test_embeddings_batching_and_cut(tiny_run, tiny_meds):
     points = [(1, dt.datetime(2011, 1, 1)), (2, dt.datetime(2013, 1, 1)), (3, dt.datetime(2010, 2, 1))]
     df = embed(tiny_run, tiny_meds, points, batch_size=2)
     assert df.columns == ["subject_id", "prediction_time", "n_tokens", "last", "mean"]
@@ -56,5 +56,3 @@ def test_embeddings_batching_and_cut(tiny_run, tiny_meds, tmp_path):
     # no event after the prediction time reaches the features
     later = tok.transform(db.table(2), until=points[1][1] + dt.timedelta(days=800), max_len=64)
     assert len(later) > len(one)
-    out = export_embeddings(tiny_run, tiny_meds, points, tmp_path / "emb.parquet")
-    assert out.exists()

@@ -7,7 +7,8 @@ import datetime as dt
 
 import pytest
 
-from tests.monitor.synthetic import CREATININE, RISK, ROUTINE, clinic, inject_drift
+from clinfm.monitor.inject import inject_drift
+from tests.monitor.synthetic import CREATININE, RISK, ROUTINE, clinic
 
 START, END, DRIFT_AT = dt.datetime(2020, 1, 1), dt.datetime(2021, 1, 1), dt.datetime(2020, 7, 1)
 RENAMED = "SNOMED//ROUTINE_V2"
@@ -21,7 +22,7 @@ def clinic_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def drifted_dir(clinic_dir, tmp_path_factory):
     """A lab changes assay (creatinine x1.6) and the routine code is renamed from 1 July 2020."""
-    return inject_drift(clinic_dir, tmp_path_factory.mktemp("drift") / "meds", DRIFT_AT, lab_scale=1.6,
+    return inject_drift(clinic_dir, tmp_path_factory.mktemp("drift") / "meds", DRIFT_AT, lab_scale=1.6, lab_code=CREATININE,
                         rename={ROUTINE: RENAMED})  # fmt: skip
 
 

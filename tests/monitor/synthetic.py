@@ -3,7 +3,7 @@
 Each subject has one to three inpatient stays. ``SNOMED//RISK`` (recorded at admission) and a high creatinine
 (``LOINC//2160-0``, recorded at admission) make a stay longer than seven days likely, so the repository's
 ``long_length_of_stay`` task (predicted 24 h into the stay) has signal. Every stay also records
-``SNOMED//ROUTINE`` and a few background codes.
+``SNOMED//ROUTINE`` and a few background codes. Drift is injected with :func:`clinfm.monitor.inject.inject_drift`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import datetime as dt
 from pathlib import Path
 
 import numpy as np
-import polars as pl
-import pyarrow.parquet as pq
 
 from clinfm import schema
 from tests.tasks.synthetic import write_dataset
@@ -46,33 +44,3 @@ def clinic(path: Path, n: int = 1200, seed: int = 0, shards: int = 1) -> Path:
     ids = range(1, n + 1)
     splits = {s: "held_out" if s % 5 == 0 else "tuning" if s % 5 == 1 else "train" for s in ids}
     return write_dataset(path, rows, splits, name="clinic", shards=shards)
-
-
-def inject_drift(
-    source: Path,
-    out: Path,
-    after: dt.datetime,
-    *,
-    lab_scale: float = 1.0,
-    rename: dict[str, str] | None = None,
-) -> Path:
-    """A copy of ``source`` where, from ``after`` on, creatinine values are multiplied by ``lab_scale`` and the
-    codes of ``rename`` are recorded under new names (a lab changing assay, a site changing its code list)."""
-    events = pl.read_parquet(source / "data" / "*.parquet")
-    later = pl.col(schema.TIME) >= after
-    events = events.with_columns(
-        pl.when(later & (pl.col(schema.CODE) == CREATININE))
-        .then(pl.col(schema.NUMERIC_VALUE) * lab_scale)
-        .otherwise(pl.col(schema.NUMERIC_VALUE))
-        .alias(schema.NUMERIC_VALUE),
-        pl.when(later)
-        .then(pl.col(schema.CODE).replace(rename or {}))
-        .otherwise(pl.col(schema.CODE))
-        .alias(schema.CODE),
-    )
-    (out / "data").mkdir(parents=True)
-    (out / "metadata").mkdir(parents=True)
-    pq.write_table(events.to_arrow().cast(schema.EVENT_SCHEMA), out / "data" / "0.parquet")
-    for name in (schema.SPLITS_FILE, schema.DATASET_FILE):
-        (out / name).write_bytes((source / name).read_bytes())
-    return out

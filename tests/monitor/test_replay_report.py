@@ -55,7 +55,12 @@ def test_no_drift_raises_no_alerts(replays, policy, tmp_path):
     doc = json.loads(s.json_path.read_text())
     assert doc["alerts"] == [] and doc["in_bounds"] is True and doc["metrics"]["auroc"]["ci"]
     html = s.report_path.read_text()
-    assert html.count("data:image/png;base64,") == 4 and "no alerts" in html
+    assert s.incidents == [] and "Quiet: no incidents" in html
+    # every monitored quantity has its plot, and the plots come before the first table
+    for name in ("incidents", "code_psi", "lab_psi", "unknown", "missingness", "volume", "scores", "auroc",
+                 "calibration_slope", "observed_expected"):
+        assert f'id="plot-{name}"' in html
+    assert html.count("data:image/png;base64,") == 10 and html.index("<img") < html.index("<table")
 
 
 def test_injected_drift_raises_the_matching_alerts(replays, policy, tmp_path):

@@ -288,6 +288,23 @@ def test_ddx_session_flow(client, governance):
     assert_problem(client.post(f"/v1/ddx/sessions/{sid}/answers", json={"evidence": "NOPE", "value": True}, headers=h), 422)
 
 
+def test_ddx_session_reads_the_record_and_takes_clinician_overrides(client, governance, subject_id):
+    h = bearer(governance["keys"].full)
+    r = client.post("/v1/ddx/sessions", json={"subject_id": subject_id, "initial_evidence": "E_53", "budget": 15}, headers=h)
+    assert r.status_code == 201, r.text
+    sid, st = r.json()["session_id"], r.json()["state"]
+    record = [a for a in st["answers"] if a["source"] == "record"]
+    assert record and all(a["record_codes"] and a["present"] for a in record)  # the Eunomia subject's SNOMED codes
+    assert st["sex"] in ("female", "male") and st["answer_model"].startswith("am-")  # sex from the record, fitted model
+    assert st["next_question"]["evidence_id"] not in {a["evidence_id"] for a in record}
+    first = record[0]["evidence_id"]
+    over = client.post(f"/v1/ddx/sessions/{sid}/answers", json={"evidence": first, "value": False, "source": "clinician"},
+                       headers=h).json()["state"]  # fmt: skip
+    mine = [a for a in over["answers"] if a["evidence_id"] == first]
+    assert len(mine) == 1 and mine[0]["source"] == "clinician" and mine[0]["present"] is False
+    assert_problem(client.post("/v1/ddx/sessions", json={"subject_id": 987654321}, headers=h), 404)
+
+
 def test_model_card(client, governance):
     h = bearer(governance["keys"].full)
     version = governance["versions"]["demo"]

@@ -124,6 +124,7 @@ def _rollout(run_dir: Path, deid_dir: Path, sid: int) -> None:
 
 
 def _validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> dict[str, Any] | None:
+    from clinfm.validate.evaluate import InsufficientPositivesError
     from clinfm.validate.evaluate import evaluate as run_evaluation
 
     try:
@@ -131,7 +132,7 @@ def _validate(deid_dir: Path, task: str, run_dir: Path, report: Path) -> dict[st
             # 5-fold subject-level CV: the 10% held-out split of 2,694 subjects holds too few positives
             run_evaluation(deid_dir, task, ["count_gbm", "count_lr", "fm_probe"], report, progress=update,
                            fm_run_dir=run_dir, split="cv")  # fmt: skip
-    except (ValueError, LookupError) as exc:
+    except (ValueError, LookupError, InsufficientPositivesError) as exc:
         err.print(f"[yellow]validation skipped:[/yellow] {exc}")
         return None
     return render.evaluation(report)

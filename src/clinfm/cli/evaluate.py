@@ -21,10 +21,11 @@ def evaluate(
     recalibrate: Annotated[str | None, typer.Option(help="platt or isotonic (fitted on the tuning split).")] = None,
 ) -> None:
     """Validate models on a prediction task against baselines: CIs, calibration, decision curves, fairness."""
-    from clinfm.validate.evaluate import DEFAULT_MODELS
+    from clinfm.validate.evaluate import DEFAULT_MODELS, InsufficientPositivesError
     from clinfm.validate.evaluate import evaluate as run_evaluation
 
-    with progress_bar("evaluate", "steps") as update, errors_exit(ValueError, FileNotFoundError, LookupError):
+    refusals = (ValueError, FileNotFoundError, LookupError, InsufficientPositivesError)
+    with progress_bar("evaluate", "steps") as update, errors_exit(*refusals):
         run_evaluation(path, task, models or list(DEFAULT_MODELS), report, progress=update,
                        fm_run_dir=fm_run, split=split, recalibrate=recalibrate)  # fmt: skip
     render.evaluation(report)

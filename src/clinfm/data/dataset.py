@@ -97,7 +97,7 @@ def _write_parts(out: ShardOutput, parts_dir: Path, n_buckets: int, tag: str) ->
     else:  # one table per batch: the one that converted records
         majority = max(out.counts, key=lambda t: out.counts[t].converted) if out.counts else "unknown"
         tables = pl.Series(_TABLE_COL, [majority] * events.num_rows, dtype=pl.String)
-    df = pl.from_arrow(events).with_columns(tables, (pl.col(schema.SUBJECT_ID) % n_buckets).alias("_bucket"))
+    df = schema.frame(events).with_columns(tables, (pl.col(schema.SUBJECT_ID) % n_buckets).alias("_bucket"))
     for (bucket,), part in df.partition_by("_bucket", as_dict=True).items():
         path = parts_dir / f"bucket={bucket}" / f"{tag}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,16 +133,11 @@ def _check_birth_before_death(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
 
 
 def _rejections_as_quarantine(bad: pl.DataFrame) -> pa.Table:
-    rows = {
-        "source_file": ["(cross-record check)"] * bad.height,
-        "table": bad[_TABLE_COL].to_list(),
-        "locator": [f"subject {s}" for s in bad[schema.SUBJECT_ID].to_list()],
-        "reason": [
-            f"{schema.DEATH} at {d} is before {schema.BIRTH} at {b} for subject {s}: birth after death"
-            for s, d, b in zip(bad[schema.SUBJECT_ID], bad[schema.TIME], bad["_birth"])
-        ],
-    }
-    return pa.Table.from_pydict(rows, schema=schema.QUARANTINE_SCHEMA)
+    return schema.quarantine_table(
+        "(cross-record check)", bad[_TABLE_COL].to_list(), [f"subject {s}" for s in bad[schema.SUBJECT_ID].to_list()],
+        [f"{schema.DEATH} at {d} is before {schema.BIRTH} at {b} for subject {s}: birth after death"
+         for s, d, b in zip(bad[schema.SUBJECT_ID], bad[schema.TIME], bad["_birth"])],
+    )  # fmt: skip
 
 
 # --- metadata ------------------------------------------------------------------------------------------
@@ -190,7 +185,7 @@ def _dataset_json(plan: SourcePlan, summary: DatasetSummary, seed: int) -> dict:
         "clinfm_version": __version__,
         "etl_time": created,
         "split_seed": seed,
-        "ignored_files": plan.ignored_files,
+        "not_converted": plan.not_converted,
         "row_counts": {
             "subjects": summary.subjects,
             "events": summary.events,
@@ -289,7 +284,7 @@ def _assemble(
         events=int(subjects["len"].sum()) if subject_frames else 0,
         codes=len(codes),
         shards=len(subject_frames),
-        quarantined=quarantine.num_rows,
+        quarantined=quarantined_records(tmp),
         reconciliation=reconciliation,
     )
     unbalanced = {t: c.as_dict() for t, c in reconciliation.items() if not c.balanced}
@@ -311,6 +306,17 @@ def replace_atomically(tmp: Path, out_dir: Path) -> None:
 
 
 # --- validation ----------------------------------------------------------------------------------------
+def quarantined_records(path: str | Path) -> int:
+    """Source records a dataset's quarantine holds: the sum of ``records`` (a whole-table rejection is one row
+    standing for the table's row count); datasets written before that column count one per row."""
+    q = Path(path) / schema.QUARANTINE_FILE
+    if not q.exists():
+        return 0
+    if "records" not in pq.read_schema(q).names:
+        return pq.read_metadata(q).num_rows
+    return int(pl.scan_parquet(q).select(pl.col("records").sum()).collect().item() or 0)
+
+
 def validate_dataset(path: str | Path) -> DatasetSummary:
     """Check a dataset on disk against MEDS and ClinFM's own rules; raise ``ValueError`` naming the problem.
 
@@ -331,7 +337,7 @@ def validate_dataset(path: str | Path) -> DatasetSummary:
             meds.DataSchema.validate(table)
         except Exception as exc:
             raise ValueError(f"{shard} fails MEDS validation: {exc}") from exc
-        df = pl.from_arrow(table.select([schema.SUBJECT_ID, schema.TIME, schema.CODE]))
+        df = schema.frame(table.select([schema.SUBJECT_ID, schema.TIME, schema.CODE]))
         keyed = df.select(
             pl.col(schema.SUBJECT_ID), pl.col(schema.TIME).is_not_null().alias("_timed"), pl.col(schema.TIME)
         )
@@ -361,13 +367,12 @@ def validate_dataset(path: str | Path) -> DatasetSummary:
         meds.DatasetMetadataSchema(**known)
     clinfm_meta = meta.get("clinfm", {})
     reconciliation = {t: RecordCounts(**c) for t, c in clinfm_meta.get("reconciliation", {}).items()}
-    quarantine = path / schema.QUARANTINE_FILE
     return DatasetSummary(
         path=path,
         subjects=len(seen),
         events=events,
         codes=len(codes),
         shards=len(shards),
-        quarantined=pq.read_metadata(quarantine).num_rows if quarantine.exists() else 0,
+        quarantined=quarantined_records(path),
         reconciliation=reconciliation,
     )

@@ -94,7 +94,7 @@ class SubjectDatabase(Mapping[int, Subject]):
 
     def _position(self, subject_id: object) -> int | None:
         try:
-            sid = int(subject_id)  # type: ignore[arg-type]
+            sid = int(subject_id)
         except (TypeError, ValueError):
             return None
         pos = int(np.searchsorted(self._ids, sid))
@@ -128,7 +128,7 @@ def _build_cache(cache: Path, shards: list[Path]) -> None:
         with ipc.new_file(str(tmp / f"{i}.arrow"), table.schema) as writer:
             writer.write_table(table)
         runs = (
-            pl.from_arrow(table.select([schema.SUBJECT_ID]))
+            schema.frame(table.select([schema.SUBJECT_ID]))
             .with_row_index("offset")
             .group_by(schema.SUBJECT_ID, maintain_order=True)
             .agg(pl.col("offset").first(), pl.len().alias("length"))

@@ -400,6 +400,17 @@ def require_role(principal: Principal, *roles: str) -> None:
 
 
 # --- quotas ------------------------------------------------------------------------------------------------
+def take_token(tokens: float, updated: float, now: float, per_minute: int) -> tuple[bool, float, float]:
+    """The token bucket, wherever it is kept: refill ``tokens`` (capacity and refill ``per_minute`` a minute)
+    from ``updated`` to ``now`` (seconds), take one if there is one; returns (allowed, tokens left, seconds until
+    one more request would be allowed)."""
+    per_second = per_minute / 60.0
+    tokens = min(float(per_minute), tokens + max(0.0, now - updated) * per_second)
+    if tokens >= 1.0:
+        return True, tokens - 1.0, 0.0
+    return False, tokens, (1.0 - tokens) / per_second
+
+
 def check_rate(key_id: str, *, now: float | None = None, db: DB = None) -> RateDecision:
     """Take one token from the key's bucket (capacity and refill: ``rate_per_minute`` per minute).
 
@@ -414,15 +425,8 @@ def check_rate(key_id: str, *, now: float | None = None, db: DB = None) -> RateD
         bucket = session.execute(
             select(RateBucket).where(RateBucket.key_id == key_id).with_for_update()
         ).scalar_one()
-        per_second = key.rate_per_minute / 60.0
-        tokens = min(
-            float(key.rate_per_minute), bucket.tokens + max(0.0, now - bucket.updated_at) * per_second
-        )
-        allowed = tokens >= 1.0
-        if allowed:
-            tokens -= 1.0
+        allowed, tokens, retry_after = take_token(bucket.tokens, bucket.updated_at, now, key.rate_per_minute)
         bucket.tokens, bucket.updated_at = tokens, max(now, bucket.updated_at)
-        retry_after = 0.0 if allowed else (1.0 - tokens) / per_second
         return RateDecision(allowed, retry_after, tokens)
 
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from clinfm.govern import hti1
 from clinfm.govern.db import DB, utcnow
@@ -362,7 +364,7 @@ def build_card(version: ModelVersion, policy: LifecyclePolicy | None = None) -> 
 
 # --- rendering ---------------------------------------------------------------------------------------------
 def _cell(text: Any) -> str:
-    return str(text if text is not None else "—").replace("|", "\\|").replace("\n", "<br>")
+    return str(text if text is not None else "—").replace("|", "\\|").replace("\n", " ")
 
 
 def _metric(m: dict[str, Any] | None) -> str:
@@ -494,57 +496,23 @@ def render_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_HTML = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string("""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Model card: {{ m.name }} v{{ m.version }}</title>
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+"""Raw HTML in a card's values is shown as text, never interpreted."""
+_PAGE = Environment(autoescape=True).from_string("""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{{ title }}</title>
 <style>body{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;vertical-align:top;text-align:left}
-.unknown{color:#a40}.partial{color:#850}.state{font-weight:bold}code{font-size:.85em}</style></head><body>
-<h1>Model card: {{ m.name }} v{{ m.version }}</h1>
-<p><em>Generated from {{ card.generated_from }} ({{ card.generated_at }}).</em></p>
-{% if m.summary %}<p>{{ m.summary }}</p>{% endif %}
-<table><tr><th>Version id</th><td><code>{{ m.id }}</code></td></tr><tr><th>Organization</th><td>{{ m.organization }}</td></tr>
-<tr><th>Lifecycle state</th><td class="state">{{ m.state }}</td></tr><tr><th>Registered</th><td>{{ m.registered_at }} by {{ m.registered_by }}</td></tr>
-<tr><th>Code</th><td>clinfm {{ m.code_version }}, commit {{ m.git_commit or "unknown" }}</td></tr>
-{% for role, a in m.artifacts.items() %}<tr><th>{{ role|capitalize }}</th><td><code>{{ a.path }}</code> sha256 <code>{{ a.sha256 }}</code></td></tr>{% endfor %}
-</table>
-<h2>Intended use and users</h2><ul>{% for a in card.intended_use.values() %}<li><strong>{{ a.attribute }}</strong>: <span class="{{ a.status }}">{{ a.value or a.note }}</span></li>{% endfor %}</ul>
-<h2>Out-of-scope use</h2><p class="{{ card.out_of_scope.status }}">{{ card.out_of_scope.value or card.out_of_scope.note }}</p>
-<h2>Training data and de-identification</h2><ul>
-<li>Dataset {{ data.dataset_name or "?" }} (source {{ data.source or "?" }}), <code>{{ data.path }}</code></li>
-<li>Content sha256 of data/*.parquet: <code>{{ data.content_sha256 }}</code> ({{ data.shards }} shard(s), {{ data.events }} events)</li>
-{% if data.deid %}<li>De-identification policy <strong>{{ data.deid.policy }}</strong>, k-anonymity k = {{ (data.deid.k_anonymity or {}).k }}</li>
-{% else %}<li><strong>No de-identification recorded</strong></li>{% endif %}</ul>
-<h2>Validation</h2>
-{% if not val %}<p>No validation report is attached.</p>{% else %}
-<p>Task <strong>{{ val.task or "?" }}</strong>, {{ val.setting }} test data, n = {{ val.n or "?" }}; report {{ val.report_id }} attached by {{ val.attached_by }}.</p>
-<table><tr><th>Model</th>{% for n in metric_names %}<th>{{ n }}</th>{% endfor %}</tr>
-{% for model, metrics in val.models.items() %}<tr><td>{{ model }}{% if model == val.primary_model %} (this version){% endif %}</td>{% for n in metric_names %}<td>{{ fmt(metrics.get(n)) }}</td>{% endfor %}</tr>{% endfor %}</table>
-{% if val.subgroups %}<table><tr><th>Attribute</th><th>Group</th><th>n</th>{% for n in sub_names %}<th>{{ n }}</th>{% endfor %}</tr>
-{% for s in val.subgroups %}<tr><td>{{ s.attribute }}</td><td>{{ s.group }}</td><td>{{ s.n if s.n is not none else "—" }}</td>{% for n in sub_names %}<td>{{ fmt(s.metrics.get(n)) }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
-<p>Four-fifths rule: {{ "unknown" if val.four_fifths_flag is none else ("FLAGGED" if val.four_fifths_flag else "not flagged") }}.
-{% if val.missing %}Missing from the report: {{ val.missing|join("; ") }}.{% endif %}
-Lifecycle validation gate: {{ "passes" if not val.gate_failures else "fails: " ~ val.gate_failures|join("; ") }}.</p>{% endif %}
-<h2>Known limitations</h2><ul>{% for x in card.limitations %}<li>{{ x }}</li>{% endfor %}</ul>
-<h2>Lifecycle</h2><ul>{% for t in card.lifecycle %}<li>{{ t.created_at }}: {{ t.from_state }} → <strong>{{ t.to_state }}</strong> by {{ t.actor }}{% if t.approver_role %} (approved as {{ t.approver_role }}){% endif %}: {{ t.reason }}</li>{% else %}<li>Registered; no transitions yet.</li>{% endfor %}</ul>
-<h2>ONC HTI-1 source attributes (45 CFR 170.315(b)(11)(iv)(B))</h2>
-<table><tr><th>#</th><th>Group</th><th>Attribute</th><th>Status</th><th>Value</th><th>Responsible</th></tr>
-{% for a in card.hti1_source_attributes %}<tr><td>{{ a.number }}</td><td>({{ a.group }}) {{ a.group_title }}</td><td>{{ a.attribute }} <small>[{{ a.cfr }}]</small></td>
-<td class="{{ a.status }}">{{ a.status }}</td><td class="{{ a.status }}">{{ a.value if a.status != "unknown" else a.note }}</td><td>{{ a.owner }}</td></tr>{% endfor %}
-</table></body></html>
+code{font-size:.85em}</style></head><body>
+{{ body }}
+</body></html>
 """)
 
 
 def render_html(card: dict[str, Any]) -> str:
-    val = card["validation"] or {}
-    return _HTML.render(
-        card=card,
-        m=card["model"],
-        data=card["training_data"],
-        val=card["validation"],
-        fmt=_metric,
-        metric_names=sorted({k for ms in (val.get("models") or {}).values() for k in ms}),
-        sub_names=sorted({k for s in val.get("subgroups") or [] for k in s["metrics"]}),
-    )
+    """The Markdown card (:func:`render_markdown`, the one renderer) as a standalone HTML page."""
+    m = card["model"]
+    body = Markup(_MARKDOWN.render(render_markdown(card)))  # markdown-it escapes every value (html=False)
+    return _PAGE.render(title=f"Model card: {m['name']} v{m['version']}", body=body)
 
 
 def render_card(

@@ -97,19 +97,3 @@ def embed(
             "mean": pl.Series(list(mean), dtype=pl.Array(pl.Float32, model.config.n_embd)),
         }
     )
-
-
-def export_embeddings(
-    run_dir: str | Path,
-    dataset_dir: str | Path,
-    points: Sequence[Point],
-    out_parquet: str | Path,
-    batch_size: int = 32,
-    device: str = "cpu",
-    progress: Callable[[int, int], None] | None = None,
-) -> Path:
-    """Write :func:`embed` to a parquet file keyed by (subject_id, prediction_time)."""
-    out = Path(out_parquet)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    embed(run_dir, dataset_dir, points, batch_size, device, progress).write_parquet(out)
-    return out

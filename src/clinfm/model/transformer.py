@@ -2,7 +2,8 @@
 
 One readable file in the spirit of nanoGPT: pre-LayerNorm blocks, rotary positions, tied input/output
 embeddings, ``F.scaled_dot_product_attention`` and a key/value cache for generation. It depends on torch
-only, so a checkpoint (``model.safetensors`` + ``config.json``) loads without the rest of ClinFM:
+(and safetensors for the weights) only, so a checkpoint (``model.safetensors`` + ``config.json``) loads without
+the rest of ClinFM:
 
     cfg = GPTConfig(**json.load(open("run/config.json"))["model"])
     model = GPT(cfg); safetensors.torch.load_model(model, "run/model.safetensors")

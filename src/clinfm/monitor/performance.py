@@ -1,5 +1,5 @@
 """Performance over time: per monitoring window, once outcomes are known, AUROC with a bootstrap CI (subjects
-resampled), calibration-in-the-large and observed vs expected event rates (``clinfm.validate.metrics``)."""
+resampled), calibration slope (with its CI), calibration-in-the-large and observed vs expected event rates (``clinfm.validate.metrics``)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class WindowPerformance:
     positives: int
     auroc: M.Estimate | None
     calibration_intercept: float | None
+    calibration_slope: M.Estimate | None
     observed: float | None
     expected: float | None
     evaluated: bool  # enough labels and positives to judge
@@ -37,6 +38,7 @@ class WindowPerformance:
             "start": self.start.isoformat(), "end": self.end.isoformat(), "predictions": self.predictions,
             "labels": self.labels, "positives": self.positives, "evaluated": self.evaluated,
             "auroc": self.auroc.as_dict() if self.auroc else None,
+            "calibration_slope": self.calibration_slope.as_dict() if self.calibration_slope else None,
             "calibration_intercept": _num(self.calibration_intercept), "observed": _num(self.observed),
             "expected": _num(self.expected), "observed_expected": _num(self.observed_expected),
         }  # fmt: skip
@@ -58,13 +60,15 @@ def window_performance(
     p = known["score"].to_numpy().astype(np.float64)
     pos = int(y.sum())
     enough = y.size >= min_labels and min(pos, y.size - pos) >= min_positives
-    auroc = cit = None
+    auroc = cit = slope = None
     if enough:
-        auroc = M.estimate(y, p, M.auroc_w, n_resamples, seed, known["subject_id"].to_numpy())
+        groups = known["subject_id"].to_numpy()
+        auroc = M.estimate(y, p, M.auroc_w, n_resamples, seed, groups)
+        slope = M.estimate(y, p, M.calibration_slope_w, n_resamples, seed, groups)
         cit = M.calibration_intercept(y, p)
     return WindowPerformance(
         start=start, end=end, predictions=window.height, labels=int(y.size), positives=pos, auroc=auroc,
-        calibration_intercept=cit, observed=float(y.mean()) if y.size else None,
+        calibration_intercept=cit, calibration_slope=slope, observed=float(y.mean()) if y.size else None,
         expected=float(p.mean()) if p.size else None, evaluated=enough,
     )  # fmt: skip
 

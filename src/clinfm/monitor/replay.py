@@ -2,7 +2,8 @@
 
 At each step's moment ``t`` only events at or before ``t`` exist (each subject's record is cut at ``t``); the
 task's prediction times in ``(t - every, t]`` are scored and stored with an input summary; the step's new events
-are profiled for input drift; and an outcome is attached to a stored prediction once ``t`` has passed the end of
+of the population the model scores (the subjects of the task's cohort) are profiled for input drift, with the
+missingness of the model's key inputs among the scored points; and an outcome is attached to a stored prediction once ``t`` has passed the end of
 its outcome window. Which prediction times exist comes from the task's labeler run with hindsight, so cohort
 exclusions that need the future (a stay's length, later follow-up) are applied as in validation.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,10 +20,17 @@ import polars as pl
 
 from clinfm import schema
 from clinfm.engine import ProgressFn
-from clinfm.monitor.drift import window_counts
+from clinfm.monitor.drift import missing_inputs, window_counts
 from clinfm.monitor.labels import KNOWN_AT, labels_with_known_at
 from clinfm.monitor.policy import MonitoringPolicy, load_policy
-from clinfm.monitor.scorer import CountScorer, Scorer, load_registered_scorer, register_scorer, train_scorer
+from clinfm.monitor.scorer import (
+    CountScorer,
+    Scorer,
+    load_registered_scorer,
+    observation_lookback,
+    register_scorer,
+    train_scorer,
+)
 from clinfm.monitor.store import InputWindow, PredictionRecord, PredictionStore, prediction_id
 from clinfm.tasks.config import TaskConfig, load_task, parse_duration
 from clinfm.tasks.labelers import LABEL, PRED, SID, load_events
@@ -140,6 +147,10 @@ def replay(
     timed = events.filter(pl.col(TIME).is_not_null()).sort(TIME)
     times = timed[TIME]
     cohort = truth.filter((pl.col(PRED) > start) & (pl.col(PRED) <= end)).sort(PRED)
+    # the population the model scores: the feed of the cohort's subjects (as the reference: the validation cohort)
+    population = cohort[SID].unique().implode()
+    key_inputs = list(scorer.reference.get("missing", {}))
+    lookback = observation_lookback(task)
     pending: dict[str, tuple[bool, dt.datetime | None]] = {}
     n_pred = n_attached = n_pos = n_input = 0
     previous = start
@@ -147,11 +158,9 @@ def replay(
         # the record as it stood at `moment`: static rows and every event up to it
         visible_to = times.search_sorted(moment, side="right")
         visible = pl.concat([events.filter(pl.col(TIME).is_null()), timed.slice(0, visible_to)])
-        new_events = timed.slice(times.search_sorted(previous, side="right"),
-                                 visible_to - times.search_sorted(previous, side="right"))  # fmt: skip
-        store.add_input_window(
-            InputWindow(version, previous, moment, window_counts(new_events, scorer.reference, vocabulary))
-        )
+        since = times.search_sorted(previous, side="right")
+        new_events = timed.slice(since, visible_to - since).filter(pl.col(SID).is_in(population))
+        counts = window_counts(new_events, scorer.reference, vocabulary)
         n_input += new_events.height
 
         points = cohort.filter((pl.col(PRED) > previous) & (pl.col(PRED) <= moment))
@@ -171,6 +180,9 @@ def replay(
                 ))  # fmt: skip
                 pending[pid] = (bool(row[LABEL]), row[KNOWN_AT])
             n_pred += store.add_predictions(records)
+            counts["scored"] = points.height
+            counts["missing"] = missing_inputs(visible, points, key_inputs, lookback)
+        store.add_input_window(InputWindow(version, previous, moment, counts))
 
         due = [
             (pid, y, known) for pid, (y, known) in pending.items() if known is not None and known <= moment

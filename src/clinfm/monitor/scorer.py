@@ -20,7 +20,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from clinfm import __version__, schema
-from clinfm.monitor.drift import build_reference
+from clinfm.monitor.drift import build_reference, missing_inputs, observation_events
 from clinfm.monitor.labels import KNOWN_AT, labels_with_known_at
 from clinfm.tasks.config import TaskConfig
 from clinfm.tasks.features import CountFeaturizer
@@ -100,7 +100,7 @@ class CountScorer:
                            {**self.training, **training})  # fmt: skip
 
 
-def _lookback(task: TaskConfig) -> dt.timedelta | None:
+def observation_lookback(task: TaskConfig) -> dt.timedelta | None:
     start = task.observation_window.start
     return -start if start is not None else None
 
@@ -126,7 +126,7 @@ def train_scorer(
     ``before``, from the dataset's ``train`` subjects; ``tuning`` subjects give the held-out scores of the
     reference profile. Events at or after ``before`` are never read. ``subjects="train+tuning"`` trains on
     both (tuning still scores the reference). ``reference``: the monitoring policy's ``reference`` settings
-    (``clinfm.monitor.policy.Reference``) for the training-data profile."""
+    (``clinfm.monitor.policy.Reference``) for the drift reference (:func:`validation_reference`)."""
     events = load_events(dataset_dir) if events is None else events
     labels = labels_with_known_at(task, dataset_dir, events) if labels is None else labels
     seen = _before(events, before)
@@ -144,7 +144,7 @@ def train_scorer(
             f"task {task.name!r}: {y.size} training label(s) with {int(y.sum())} positive(s) {window}; "
             "at least 5 of each class are needed"
         )
-    featurizer = CountFeaturizer(lookback=_lookback(task)).fit(seen, train)
+    featurizer = CountFeaturizer(lookback=observation_lookback(task)).fit(seen, train)
     model = CountGBM(seed=seed).fit(featurizer.transform(seen, train), y)
     scorer = CountScorer(
         name=name or f"{task.name}-count_gbm",
@@ -157,16 +157,54 @@ def train_scorer(
             "subjects": subjects, "dataset": str(Path(dataset_dir).resolve()), "clinfm_version": __version__,
         },
     )  # fmt: skip
-    held_scores = scorer.score(seen, held) if held.height else scorer.score(seen, train)
-    train_ids = train.select(SID).unique()
-    reference_events = seen.join(train_ids, on=SID)
-    if after is not None:
-        reference_events = reference_events.filter(
-            pl.col(schema.TIME).is_null() | (pl.col(schema.TIME) >= after)
-        )
-    settings = reference.model_dump() if reference is not None else {}
-    scorer.reference = build_reference(reference_events, scorer.vocabulary, held_scores, **settings)
+    scorer.reference = validation_reference(scorer, seen, held if held.height else train, before, after, reference)
     return scorer
+
+
+def key_inputs(scorer: CountScorer, k: int) -> list[str]:
+    """The ``k`` codes the booster gains most from (summed over their lookback windows)."""
+    if k <= 0:
+        return []
+    gain = np.asarray(scorer.booster.feature_importance(importance_type="gain"), dtype=np.float64)
+    names = scorer.featurizer.feature_names_
+    by_code: dict[str, float] = {}
+    for name, g in zip(names[3:], gain[3:]):  # the first three are age and sex
+        code = name.rsplit("@", 1)[0]
+        by_code[code] = by_code.get(code, 0.0) + float(g)
+    ranked = sorted((c for c, g in by_code.items() if g > 0), key=lambda c: (-by_code[c], c))
+    return ranked[:k]
+
+
+def validation_reference(
+    scorer: CountScorer, events: pl.DataFrame, held: pl.DataFrame, before: dt.datetime,
+    after: dt.datetime | None = None, settings: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The drift reference of a trained scorer: what it saw for its validation points, the held-out points
+    with prediction times in ``[before - validation_window, before)`` (each point's observation window), its
+    scores on them and the missingness of its key inputs among them."""
+    from clinfm.monitor.policy import Reference
+
+    settings = settings if settings is not None else Reference()
+    start = before - settings.validation_window
+    if after is not None:
+        start = max(start, after)
+    points = held.filter(pl.col(PRED) >= start)
+    if points.height == 0:  # a validation window with no points: all held-out points instead
+        points, start = held, held[PRED].min()
+    lookback = observation_lookback(scorer.task)
+    seen = observation_events(events, points, lookback)
+    # static codes (race, ethnicity) are never missing from a window: watch the timed ones
+    timed_codes = set(seen[schema.CODE].unique().to_list())
+    keys = [c for c in key_inputs(scorer, 4 * settings.key_inputs) if c in timed_codes][: settings.key_inputs]
+    return build_reference(
+        seen, scorer.vocabulary, scorer.score(events, points),
+        top_codes=settings.top_codes, lab_codes=settings.lab_codes, bins=settings.bins,
+        min_lab_values=settings.min_lab_values, missing=missing_inputs(events, points, keys, lookback),
+        points=points.height,
+        window={"start": start.isoformat() if start is not None else None, "end": before.isoformat(),
+                "points": points.height, "subjects": points[SID].n_unique(),
+                "lookback_days": None if lookback is None else lookback.total_seconds() / 86400},
+    )  # fmt: skip
 
 
 # --- run folders ------------------------------------------------------------------------------------------
@@ -252,6 +290,7 @@ def register_scorer(
 
 
 __all__ = [
-    "Calibration", "CountScorer", "NotEnoughLabels", "Scorer", "load_registered_scorer", "load_scorer",
-    "register_scorer", "save_scorer", "train_scorer",
+    "Calibration", "CountScorer", "NotEnoughLabels", "Scorer", "key_inputs", "load_registered_scorer",
+    "load_scorer", "observation_lookback", "register_scorer", "save_scorer", "train_scorer",
+    "validation_reference",
 ]  # fmt: skip

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 
 from clinfm.govern.db import clinfm_home, make_engine
+from clinfm.monitor.assistant import AssistantCall
 
 URL_ENV = "CLINFM_MONITORING_URL"
 metadata = MetaData()
@@ -79,6 +80,20 @@ references_table = Table(
     Column("created_at", DateTime, nullable=False),
     Column("profile", JSON, nullable=False),               # see clinfm.monitor.drift.build_reference
 )  # fmt: skip
+
+assistant_calls_table = Table(
+    "monitor_assistant_calls", metadata,
+    Column("call_id", String(64), primary_key=True),
+    Column("assistant_version", String(100), index=True, nullable=False),
+    Column("time", DateTime, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("tokens", Integer, nullable=False),
+    Column("statements", Integer, nullable=False),
+    Column("removed", Integer, nullable=False),
+    Column("abstained", Boolean, nullable=False),
+    Column("rating", Integer),
+)  # fmt: skip
+"""One row per audited assistant call (see clinfm.monitor.assistant.AssistantCall): counts and times, no text."""
 
 PREDICTION_COLUMNS = {
     "id": pl.String, "model_version": pl.String, "source": pl.String, "org": pl.String, "subject_id": pl.Int64,
@@ -248,6 +263,28 @@ class PredictionStore:
             ).scalar_one_or_none()
 
 
+def add_assistant_calls(store: PredictionStore, calls: Iterable[AssistantCall]) -> int:
+    """Store assistant call records; one with an id already stored replaces it."""
+    rows = [{**c.as_dict(), "time": c.time} for c in calls]
+    if not rows:
+        return 0
+    t = assistant_calls_table
+    with store.engine.begin() as conn:
+        conn.execute(delete(t).where(t.c.call_id.in_([r["call_id"] for r in rows])))
+        conn.execute(insert(t), rows)
+    return len(rows)
+
+
+def assistant_calls(store: PredictionStore, assistant_version: str | None = None) -> list[AssistantCall]:
+    """The stored assistant calls (of one version, or all), oldest first."""
+    t = assistant_calls_table
+    query = select(*[t.c[f] for f in AssistantCall.__slots__]).order_by(t.c.time, t.c.call_id)
+    if assistant_version is not None:
+        query = query.where(t.c.assistant_version == assistant_version)
+    with store.engine.connect() as conn:
+        return [AssistantCall(**r._asdict()) for r in conn.execute(query)]
+
+
 def import_serve_predictions(
     store: PredictionStore, predictions_file: str | Path, outcome_code: str | None = None
 ) -> int:
@@ -292,5 +329,6 @@ def _naive(t: dt.datetime) -> dt.datetime:
 
 
 __all__ = [
-    "InputWindow", "PredictionRecord", "PredictionStore", "default_url", "import_serve_predictions", "prediction_id",
+    "InputWindow", "PredictionRecord", "PredictionStore", "add_assistant_calls", "assistant_calls",
+    "default_url", "import_serve_predictions", "prediction_id",
 ]  # fmt: skip

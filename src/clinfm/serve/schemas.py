@@ -121,7 +121,7 @@ class PredictResponse(BaseModel):
 
 
 # --- differential diagnosis -----------------------------------------------------------------------------
-AnswerValue = StrictBool | Annotated[StrictStr, Field(max_length=100)] | list[Annotated[StrictStr, Field(max_length=100)]] | Int()  # type: ignore[valid-type]
+AnswerValue = StrictBool | Annotated[StrictStr, Field(max_length=100)] | list[Annotated[StrictStr, Field(max_length=100)]] | Int()
 
 
 class DdxStart(Body):
@@ -134,13 +134,20 @@ class DdxStart(Body):
         default_factory=dict, max_length=300, description="Answers already known: evidence id -> value"
     )
     budget: Int(ge=1, le=300) | None = Field(None, description="Most questions to ask")  # type: ignore[valid-type]
+    subject_id: SubjectId | None = Field(
+        None, description="A subject of the store: antecedents and conditions from its record enter as findings "
+                          "'from the record' (never asked; answer the evidence to override), with its sex and age "
+                          "when the request leaves them out")
 
 
 class DdxAnswer(Body):
     evidence: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     value: AnswerValue = Field(  # type: ignore[valid-type]
-        description="true/false for a yes-no question, the chosen value for a categorical one, a list for multi-choice"
+        description="true/false for a yes-no question, the chosen value for a categorical one, a list for "
+                    "multi-choice, or \"don't know\""
     )
+    source: Literal["patient", "clinician"] = Field(
+        "patient", description="patient: scored through the answer-noise model; clinician: taken as true (an override)")
 
 
 class DdxState(BaseModel):

@@ -1,8 +1,9 @@
 """The contract every ingest source follows, and the bookkeeping that proves nothing was lost.
 
 A source plans a list of :class:`IngestTask` (one file or row range each) and converts one task at a time
-into :class:`ShardOutput` batches; :func:`clinfm.data.dataset.build_dataset` runs the tasks (in processes,
-later on Ray), merges them into a MEDS dataset and checks the reconciliation.
+into :class:`ShardOutput` batches; :func:`clinfm.data.dataset.build_dataset` runs the tasks on an
+:class:`clinfm.engine.Engine` (this process, local processes or Ray), merges them into a MEDS dataset and
+checks the reconciliation.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class RecordCounts:
 
 @dataclass(slots=True)
 class ShardOutput:
-    """What converting (part of) one task produced. Sources fill it through :class:`ShardBuilder`."""
+    """What converting (part of) one task produced: FHIR fills it record by record through :class:`ShardBuilder`;
+    the table sources (OMOP, MIMIC, MEDS) build it from whole Arrow batches."""
 
     events: pa.Table
     quarantine: pa.Table
@@ -70,20 +72,29 @@ class ShardOutput:
 class ShardBuilder:
     """Accumulates events and quarantine rows column-wise, keeping the per-table counts honest.
 
-    Use :meth:`record` once per source record: it counts the record as read, then either converted (when
-    it produced events) or quarantined (when :meth:`reject` was called for it).
+    Every source record is counted once: :meth:`converted` when it produced events, :meth:`reject` (with where
+    and why) when it did not; either counts it as read, so read = converted + quarantined by construction.
     """
 
     def __init__(self, source_file: str) -> None:
         self.source_file = source_file
-        self._cols: dict[str, list] = {name: [] for name in schema.EVENT_COLUMNS}
-        self._tables: list[str] = []
+        self._start_columns()
         self._quarantine: dict[str, list] = {name: [] for name in schema.QUARANTINE_SCHEMA.names}
         self.counts: dict[str, RecordCounts] = {}
         self.code_descriptions: dict[str, str] = {}
 
+    def _start_columns(self) -> None:
+        # One list per column, bound to attributes: add_event runs once per event (the ingest's hot path).
+        self._sid: list[int] = []
+        self._time: list[object] = []
+        self._code: list[str] = []
+        self._num: list[float | None] = []
+        self._text: list[str | None] = []
+        self._unit: list[str | None] = []
+        self._tables: list[str] = []
+
     def __len__(self) -> int:
-        return len(self._cols[schema.SUBJECT_ID])
+        return len(self._sid)
 
     def add_event(
         self,
@@ -97,13 +108,12 @@ class ShardBuilder:
     ) -> None:
         """Add one event; ``table`` names the source table or resource type it came from."""
         self._tables.append(table)
-        c = self._cols
-        c[schema.SUBJECT_ID].append(subject_id)
-        c[schema.TIME].append(time)
-        c[schema.CODE].append(code)
-        c[schema.NUMERIC_VALUE].append(numeric_value)
-        c[schema.TEXT_VALUE].append(text_value)
-        c[schema.UNIT].append(unit)
+        self._sid.append(subject_id)
+        self._time.append(time)
+        self._code.append(code)
+        self._num.append(numeric_value)
+        self._text.append(text_value)
+        self._unit.append(unit)
 
     def describe(self, code: str, description: str | None) -> None:
         if description and code not in self.code_descriptions:
@@ -124,18 +134,20 @@ class ShardBuilder:
         q["table"].append(table)
         q["locator"].append(locator)
         q["reason"].append(reason)
+        q["records"].append(n)
 
     def flush(self) -> ShardOutput:
         """Hand over what was built so far and start empty (keeps memory bounded by the batch)."""
+        columns = {schema.SUBJECT_ID: self._sid, schema.TIME: self._time, schema.CODE: self._code,
+                   schema.NUMERIC_VALUE: self._num, schema.TEXT_VALUE: self._text, schema.UNIT: self._unit}  # fmt: skip
         out = ShardOutput(
-            events=schema.events_table(self._cols),
+            events=schema.events_table(columns),
             quarantine=pa.Table.from_pydict(self._quarantine, schema=schema.QUARANTINE_SCHEMA),
             counts=self.counts,
             code_descriptions=self.code_descriptions,
             event_tables=self._tables if any(self._tables) else None,
         )
-        self._cols = {name: [] for name in schema.EVENT_COLUMNS}
-        self._tables = []
+        self._start_columns()
         self._quarantine = {name: [] for name in schema.QUARANTINE_SCHEMA.names}
         self.counts, self.code_descriptions = {}, {}
         return out
@@ -157,8 +169,9 @@ class SourcePlan:
     code_descriptions: dict[str, str] = field(default_factory=dict)
     subject_splits: dict[int, str] = field(default_factory=dict)
     """Splits the source already defines (MEDS input); other subjects get a seeded hash split."""
-    ignored_files: list[str] = field(default_factory=list)
-    """Input files the source knows and deliberately does not convert (shown to the user, kept in metadata)."""
+    not_converted: dict[str, str] = field(default_factory=dict)
+    """Tables, files or resource types the source found and does not convert to events, each with why (shown
+    after the reconciliation and kept in ``metadata/dataset.json``)."""
 
 
 GZIP_EXPANSION = 6

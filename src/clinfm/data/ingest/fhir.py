@@ -208,8 +208,8 @@ def _code(system: object, value: str) -> str:
     key = (system, value)
     code = _CODES.get(key)
     if code is None:
-        vocab = VOCABULARIES.get(system) if system.__class__ is str else None  # type: ignore[arg-type]
-        code = f"{vocab or local_vocabulary(system if system.__class__ is str else None)}{schema.SEP}{value.strip()}"  # type: ignore[arg-type]
+        vocab = VOCABULARIES.get(system) if system.__class__ is str else None
+        code = f"{vocab or local_vocabulary(system if system.__class__ is str else None)}{schema.SEP}{value.strip()}"
         if len(_CODES) > _CACHE_LIMIT:
             _CODES.clear()
         _CODES[key] = code
@@ -299,7 +299,7 @@ class _Context:
     def describe(self, code: str, display: object) -> None:
         if code not in self.described and display.__class__ is str and display:
             self.described.add(code)
-            self.builder.describe(code, display)  # type: ignore[arg-type]
+            self.builder.describe(code, display)
 
     def flush(self) -> ShardOutput:
         for table, n in self.converted.items():
@@ -346,15 +346,15 @@ def _concept(cc: object, where: str, index: int | None = None) -> tuple[str, obj
 
     ``where`` names the field in a quarantine reason (a ``{}`` in it is filled with ``index``, only then).
     """
-    codings = cc.get("coding") if cc.__class__ is dict else None  # type: ignore[union-attr]
+    codings = cc.get("coding") if cc.__class__ is dict else None
     if codings.__class__ is list:
-        first = codings[0] if codings else None  # type: ignore[index]
+        first = codings[0] if codings else None
         if first.__class__ is dict:  # fast path: a first coding that is already cached and standard
-            code = _STANDARD_CODES.get((first.get("system"), first.get("code")))  # type: ignore[union-attr]
+            code = _STANDARD_CODES.get((first.get("system"), first.get("code")))
             if code is not None:
-                return code, first.get("display")  # type: ignore[union-attr]
+                return code, first.get("display")
         fallback = None
-        for c in codings:  # type: ignore[union-attr]
+        for c in codings:
             value = c.get("code") if c.__class__ is dict else None
             if value.__class__ is not str or not value.strip():
                 continue
@@ -425,13 +425,13 @@ def _answer(cc: object) -> str | None:
     """A coded answer as text: its display, else the concept's text, else its code."""
     if cc.__class__ is not dict:
         return str(cc)
-    for c in cc.get("coding") or ():  # type: ignore[union-attr]
+    for c in cc.get("coding") or ():
         if c.__class__ is dict:
             if c.get("display").__class__ is str:
                 return c["display"]
             if c.get("code").__class__ is str:
                 return _code(c.get("system"), c["code"])
-    text = cc.get("text")  # type: ignore[union-attr]
+    text = cc.get("text")
     return text if text.__class__ is str else None
 
 
@@ -439,7 +439,7 @@ def _attachment_text(att: object, where: str) -> str | None:
     """The decoded text of an Attachment with inline ``text/*`` data; ``None`` for other attachments."""
     if att.__class__ is not dict:
         return None
-    data, ctype = att.get("data"), att.get("contentType") or "text/plain"  # type: ignore[union-attr]
+    data, ctype = att.get("data"), att.get("contentType") or "text/plain"
     if data is None or ctype.__class__ is not str or not ctype.lower().startswith("text/"):
         return None
     try:
@@ -658,7 +658,7 @@ def _observation(r: dict, ctx: _Context) -> None:
     components = r.get("component")
     vq = r.get("valueQuantity")
     if vq.__class__ is dict and not components and "comparator" not in vq:  # a plain measurement
-        v, unit = vq.get("value"), vq.get("unit")  # type: ignore[union-attr]
+        v, unit = vq.get("value"), vq.get("unit")
         if (
             (v.__class__ is float or v.__class__ is int)
             and unit.__class__ is str
@@ -767,7 +767,7 @@ def _convert_resource(r: object, ctx: _Context) -> tuple[str, str] | None:
 
 
 def _untyped(r: object) -> tuple[str, str]:
-    rt = r.get("resourceType") if r.__class__ is dict else None  # type: ignore[union-attr]
+    rt = r.get("resourceType") if r.__class__ is dict else None
     if r.__class__ is not dict:
         return (
             "unparseable",
@@ -778,8 +778,8 @@ def _untyped(r: object) -> tuple[str, str]:
     if rt.__class__ is not str:
         return "unparseable", f"resourceType {rt!r} is not a string"
     if rt in UNMAPPED_CLINICAL_TYPES:
-        return rt, f"resourceType {rt!r} is a FHIR R4 resource this converter does not map to events yet"  # type: ignore[return-value]
-    return rt, f"resourceType {rt!r} is not a FHIR R4 resource type"  # type: ignore[return-value]
+        return rt, f"resourceType {rt!r} is a FHIR R4 resource this converter does not map to events yet"
+    return rt, f"resourceType {rt!r} is not a FHIR R4 resource type"
 
 
 # --- files -> tasks -> batches -------------------------------------------------------------------------

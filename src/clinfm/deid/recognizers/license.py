@@ -29,7 +29,8 @@ _NUM = r"\s*(?:#|no\.?|number|num\.?|id)?\s*(?:is)?\s*[:#=\-]?\s*"
 
 
 class LicenseNumberRecognizer(GroupPatternRecognizer):
-    """DEA numbers anywhere when the checksum holds; NPIs and licence numbers after their cue."""
+    """DEA numbers and NPIs anywhere when their checksum holds; after their cue, whatever the checksum (a typo
+    in an identifier is still an identifier); licence numbers after their cue."""
 
     CONTEXT = ("dea", "npi", "license", "licence", "lic")
     PATTERNS = (
@@ -38,6 +39,7 @@ class LicenseNumberRecognizer(GroupPatternRecognizer):
         ),
         GroupPattern("dea", r"\b(?P<phi>[ABCDEFGHJKLMPRSTUX][A-Z9]\d{7})\b", 0.7, "LICENSE_NUMBER"),
         GroupPattern("npi_cue", rf"\bNPI{_NUM}(?P<phi>\d{{10}})\b", 0.95, "LICENSE_NUMBER", re.IGNORECASE),
+        GroupPattern("npi", r"\b(?P<phi>[12]\d{9})\b", 0.6, "LICENSE_NUMBER"),
         GroupPattern(
             "license_cue",
             r"\b(?:(?:medical|state|MD|RN|nursing|physician|professional|driver'?s?|drivers|DL|CDL)\s+)?"
@@ -53,4 +55,6 @@ class LicenseNumberRecognizer(GroupPatternRecognizer):
             return dea_checksum_ok(value)
         if pattern.name == "dea_cue":
             return value[2:].isdigit()
+        if pattern.name == "npi":  # ten digits with no cue count as an NPI only when its check digit holds
+            return npi_checksum_ok(value)
         return True

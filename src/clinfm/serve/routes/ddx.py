@@ -23,7 +23,8 @@ SessionId = Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f
 
 def create_session(request: Request, principal: Principal, body: DdxStart) -> DdxState:
     s = state(request)
-    session = s.ddx.start(body.age, body.sex, body.initial_evidence, body.answers, body.budget)
+    subject = s.predictions.store_subject(principal, body.subject_id) if body.subject_id is not None else None
+    session = s.ddx.start(body.age, body.sex, body.initial_evidence, body.answers, body.budget, subject)
     sid = new_id()
     if len(s.ddx_sessions) >= MAX_SESSIONS:
         s.ddx_sessions.pop(next(iter(s.ddx_sessions)))
@@ -40,13 +41,13 @@ def session_of(request: Request, principal: Principal, session_id: str):
 
 def answer_session(request: Request, principal: Principal, session_id: str, body: DdxAnswer) -> DdxState:
     s = state(request)
-    new = s.ddx.answer(session_of(request, principal, session_id), body.evidence, body.value)
+    new = s.ddx.answer(session_of(request, principal, session_id), body.evidence, body.value, body.source)
     s.ddx_sessions[session_id] = (principal.org, new)
     return DdxState(session_id=session_id, state=s.ddx.dump(new))
 
 
 @router.post("/sessions", response_model=DdxState, status_code=201, responses=responses(*AUTH_RESPONSES, 503),
-             summary="Start an interview (age, sex, chief complaint, answers already known)")
+             summary="Start an interview (age, sex, chief complaint, answers already known, the patient's record)")
 def start(body: DdxStart, request: Request, principal: Principal = require(*DDX_CREATE)) -> DdxState:
     return create_session(request, principal, body)
 

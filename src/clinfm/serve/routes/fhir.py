@@ -76,7 +76,7 @@ def predict_request(params: Parameters) -> PredictRequest:
     try:
         return PredictRequest.model_validate(values)
     except ValueError as exc:
-        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": "invalid"}  # type: ignore[attr-defined]
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": "invalid"}
         raise Problem(422, f"invalid parameters: {first.get('msg')}", slug="invalid-parameter") from None
 
 
