@@ -233,6 +233,9 @@ def finetune(examples: list[dict[str, Any]], manifest: dict[str, Any], out_dir: 
                         "examples_sha256": manifest["examples_sha256"]}, state_file)  # fmt: skip
     model.save_pretrained(out / "adapter")
     merged = model.merge_and_unload()
+    # a GGUF base is de-quantized to fp32 when loaded: what is saved is plain weights, not the GGUF quantization
+    merged.hf_quantizer = None
+    merged.config.__dict__.pop("quantization_config", None)
     merged.save_pretrained(out / "merged", safe_serialization=True)
     tok.save_pretrained(out / "merged")
     (out / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
