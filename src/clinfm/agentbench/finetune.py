@@ -123,7 +123,7 @@ def instruction_examples(dataset: str | Path, workdir: str | Path, config: Finet
             used_feedback.append(fb["id"])
     blob = json.dumps([e["messages"] for e in examples], sort_keys=True).encode()
     manifest = {"dataset": str(dataset), "split": "train", "seed": config.seed, "n_examples": len(examples),
-                "n_tasks_tried": len(tasks), "by_category": _count(e["category"] for e in examples),
+                "n_tasks_generated": len(tasks), "by_category": _count(e["category"] for e in examples),
                 "examples_sha256": hashlib.sha256(blob).hexdigest(), "feedback_ids": used_feedback}  # fmt: skip
     return examples, manifest
 
