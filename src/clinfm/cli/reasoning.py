@@ -34,7 +34,9 @@ def ddx(
     with errors_exit(FileNotFoundError, ValueError):
         kb = load_knowledge_base(kb_path)
         model = load_answer_model(answer_model)
-        found = summarize_record(kb, _store_subject(record, subject)) if record is not None else None
+        found = None
+        if record is not None and subject is not None:
+            found = summarize_record(kb, _store_subject(record, subject))
     if found is not None:
         console.print(f"From the record of subject {subject}: {len(found.findings)} findings"
                       + "".join(f"\n  [green]from the record[/green] {a.question} ({', '.join(a.record_codes)})"

@@ -93,9 +93,11 @@ class SubjectDatabase(Mapping[int, Subject]):
         return {c: d for c, d in zip(t.column(0).to_pylist(), t.column(1).to_pylist()) if d}
 
     def _position(self, subject_id: object) -> int | None:
+        if not isinstance(subject_id, int | float | str | np.integer):
+            return None
         try:
             sid = int(subject_id)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
         pos = int(np.searchsorted(self._ids, sid))
         return pos if pos < len(self._ids) and self._ids[pos] == sid else None

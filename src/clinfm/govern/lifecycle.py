@@ -112,7 +112,7 @@ def check_validation(version: ModelVersion, policy: LifecyclePolicy) -> list[str
     auroc, cal = summary.metrics.get("auroc"), summary.metrics.get("calibration_error")
     if auroc is None or not auroc.has_ci:
         failures.append(f"{where} gives no AUROC confidence interval for model {summary.primary!r}")
-    elif auroc.lo < gate.min_auroc_lower_ci:
+    elif auroc.lo is not None and auroc.lo < gate.min_auroc_lower_ci:
         failures.append(
             f"AUROC lower confidence bound {auroc.lo:.3f} is below the minimum {gate.min_auroc_lower_ci:.3f}"
         )

@@ -22,7 +22,7 @@ import torch
 
 from clinfm import schema
 from clinfm.model.tokenizer import ClinicalTokenizer
-from clinfm.model.transformer import GPT
+from clinfm.model.transformer import GPT, KVCache
 
 OUTCOME_ALIASES = {
     "death": schema.DEATH,
@@ -132,7 +132,8 @@ def sample_futures(
     out_tokens: list[list[int]] = [[] for _ in range(n_samples)]
     out_minutes: list[list[float]] = [[] for _ in range(n_samples)]
     reasons = ["budget"] * n_samples
-    cache, pos = None, 0
+    cache: KVCache | None = None
+    pos = 0
     if use_cache:
         cache = model.new_kv_cache(1)
         logits, _ = model(seqs[:1], kv_cache=cache, start_pos=0)
@@ -170,7 +171,7 @@ def sample_futures(
             break
         keep_t = torch.tensor(keep, device=device)
         active, nxt = active[keep_t], nxt[keep_t]
-        if use_cache:
+        if cache is not None:
             cache = cache.select(keep_t)
             if pos + 1 > cache.max_len:  # context full: restart from the prefix and the recent half
                 ctx = _recent(seqs[active], prefix, block // 2)

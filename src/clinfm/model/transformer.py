@@ -148,6 +148,8 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied: save with safetensors' save_model, not save_file
         cos, sin = rotary_tables(cfg, cfg.block_size)
+        self.rope_cos: torch.Tensor  # (block_size, head_dim // 2) buffers, moved with the module
+        self.rope_sin: torch.Tensor
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)

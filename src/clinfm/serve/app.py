@@ -134,8 +134,7 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        if serve_state.predictions is not None:
-            await serve_state.predictions.close()
+        await serve_state.close()
 
     app = FastAPI(
         title="ClinFM",

@@ -58,7 +58,7 @@ class ModelList(BaseModel):
 class PredictRequest(Body):
     """One subject at one prediction time: a subject in the store, or an inline FHIR R4 Bundle."""
 
-    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")
+    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")  # type: ignore[valid-type]
     bundle: dict[str, Any] | None = Field(None, description="A FHIR R4 Bundle holding one Patient and their record.")
     prediction_time: dt.datetime | None = Field(
         None, description="Only events before this time are used; default: just after the last event."
@@ -134,7 +134,7 @@ class DdxStart(Body):
         default_factory=dict, max_length=300, description="Answers already known: evidence id -> value"
     )
     budget: Int(ge=1, le=300) | None = Field(None, description="Most questions to ask")  # type: ignore[valid-type]
-    subject_id: SubjectId | None = Field(
+    subject_id: SubjectId | None = Field(  # type: ignore[valid-type]
         None, description="A subject of the store: antecedents and conditions from its record enter as findings "
                           "'from the record' (never asked; answer the evidence to override), with its sex and age "
                           "when the request leaves them out")
@@ -166,7 +166,7 @@ class TreatmentCheckRequest(Body):
     allergies: list[Annotated[StrictStr, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
     egfr: Annotated[float, Strict(), Field(ge=0, le=300)] | None = None
     creatinine_mg_dl: Annotated[float, Strict(), Field(gt=0, le=30)] | None = None
-    subject_id: SubjectId | None = Field(None, description="Read allergies and labs from the store as well.")
+    subject_id: SubjectId | None = Field(None, description="Read allergies and labs from the store as well.")  # type: ignore[valid-type]
 
 
 class TreatmentCheckResponse(BaseModel):

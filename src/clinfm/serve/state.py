@@ -29,14 +29,24 @@ class ServeState:
     ddx: DdxBackend
     treatment: TreatmentBackend
     store: SubjectDatabase | Unavailable
+    feedback: JsonlLog
+    cards_log: JsonlLog
     descriptions: dict[str, str] = field(default_factory=dict)
     auth_cache: AuthCache = field(default_factory=AuthCache)
     quotas: QuotaLimiter = field(default_factory=QuotaLimiter)
-    predictions: PredictionService | None = None
-    feedback: JsonlLog | None = None
-    cards_log: JsonlLog | None = None
+    service: PredictionService | None = None  # set by the composition root (it needs this state)
     ddx_sessions: dict[str, tuple[str, SessionState]] = field(default_factory=dict)  # id -> (org, state)
     issued_cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # card uuid -> what produced it
+
+    @property
+    def predictions(self) -> PredictionService:
+        if self.service is None:
+            raise RuntimeError("the prediction service is not wired; build the state with clinfm.serve.wiring.build_state")
+        return self.service
+
+    async def close(self) -> None:
+        if self.service is not None:
+            await self.service.close()
 
     def readiness(self) -> dict[str, str]:
         """What is ready and what is missing (names and reasons only)."""

@@ -26,7 +26,7 @@ def build_state(settings: ServeSettings) -> ServeState:
         descriptions=descriptions, feedback=JsonlLog(settings.feedback_file),
         cards_log=JsonlLog(settings.data_dir / "cds-cards.jsonl"),
     )  # fmt: skip
-    state.predictions = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
+    state.service = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
     return state
 
 

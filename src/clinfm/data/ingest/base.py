@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,7 +31,8 @@ class IngestTask:
     stop: int | None = None
     options: tuple[tuple[str, object], ...] = ()
 
-    def option(self, name: str, default: object = None) -> object:
+    def option(self, name: str, default: Any = None) -> Any:
+        """A source-specific setting of this task (options are plain values: paths, sizes, flags)."""
         return dict(self.options).get(name, default)
 
 
@@ -138,8 +140,10 @@ class ShardBuilder:
 
     def flush(self) -> ShardOutput:
         """Hand over what was built so far and start empty (keeps memory bounded by the batch)."""
-        columns = {schema.SUBJECT_ID: self._sid, schema.TIME: self._time, schema.CODE: self._code,
-                   schema.NUMERIC_VALUE: self._num, schema.TEXT_VALUE: self._text, schema.UNIT: self._unit}  # fmt: skip
+        columns: dict[str, list[Any]] = {
+            schema.SUBJECT_ID: self._sid, schema.TIME: self._time, schema.CODE: self._code,
+            schema.NUMERIC_VALUE: self._num, schema.TEXT_VALUE: self._text, schema.UNIT: self._unit,
+        }  # fmt: skip
         out = ShardOutput(
             events=schema.events_table(columns),
             quarantine=pa.Table.from_pydict(self._quarantine, schema=schema.QUARANTINE_SCHEMA),

@@ -56,6 +56,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -523,7 +524,7 @@ def _encounter(r: dict, ctx: _Context) -> None:
     cls = r.get("class")
     if cls.__class__ is list and cls and cls[0].__class__ is dict:  # R5 shape: a list of CodeableConcepts
         cls = (cls[0].get("coding") or [None])[0]
-    visit = VISIT_CLASSES.get(cls.get("code"), "OTHER") if cls.__class__ is dict else "OTHER"
+    visit = VISIT_CLASSES.get(str(cls.get("code")), "OTHER") if cls.__class__ is dict else "OTHER"
     ctx.add(sid, t0, _VISIT_CODES[visit, "START"], None, None, None, "Encounter")
     if t1 is not None:
         ctx.add(sid, t1, _VISIT_CODES[visit, "END"], None, None, None, "Encounter")
@@ -643,6 +644,8 @@ def _observation(r: dict, ctx: _Context) -> None:
     # The hot path (most FHIR data are Observations): subject and time come from the caches when they can
     # (one visit's timestamp repeats across its observations), the general helpers (which also word the
     # quarantine reasons) run on a miss. Nothing raises for a record that converts.
+    sid: int | None
+    t: int | None
     try:
         sid = ctx.subjects[r["subject"]["reference"]]
         t = _TIMES[r["effectiveDateTime"]]
@@ -745,10 +748,10 @@ EVENT_TYPES = frozenset(_CONVERTERS) - NON_EVENT_TYPES
 """The FHIR resource types that become timeline events."""
 
 
-def _convert_resource(r: object, ctx: _Context) -> tuple[str, str] | None:
+def _convert_resource(r: Any, ctx: _Context) -> tuple[str, str] | None:
     """Convert one resource; ``None`` when it converted, else ``(table, reason)`` for the quarantine."""
     try:
-        rt = r["resourceType"]  # type: ignore[index]
+        rt = r["resourceType"]
         converter = _CONVERTERS[rt]
     except (KeyError, TypeError, IndexError):  # not an object, no or an unknown resourceType
         return _untyped(r)

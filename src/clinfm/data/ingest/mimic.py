@@ -817,8 +817,9 @@ def _open_source(path: Path) -> _TolerantGzip | io.BufferedReader:
 def _read_header(path: Path) -> list[str]:
     with _open_source(path) as source:
         head = source.read(1 << 16)
-        if not head and getattr(source, "error", None) is not None:
-            raise source.error
+        error = getattr(source, "error", None)  # _TolerantGzip keeps what stopped it
+        if not head and error is not None:
+            raise error
     text = head.decode("utf-8-sig", errors="replace")
     first = next(csv.reader(io.StringIO(text)), [])
     return [name.strip() for name in first]
@@ -940,11 +941,11 @@ def _common_checks(spec: TableSpec) -> list[Check]:
     return checks
 
 
-def _typed_null(dtype: pl.DataType) -> pl.Expr:
+def _typed_null(dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     return pl.lit(None, dtype=dtype)
 
 
-def _or_null(expr: pl.Expr | None, dtype: pl.DataType) -> pl.Expr:
+def _or_null(expr: pl.Expr | None, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     return (expr if expr is not None else _typed_null(dtype)).cast(dtype)
 
 
@@ -1082,8 +1083,8 @@ def convert(task: IngestTask) -> Iterator[ShardOutput]:
         return
     problem = _header_problem(stream.header, spec)
     if problem is not None:
-        rows = stream.count_rows() if stream.header else 0
-        yield _whole_file_rejected(task, "header", f"{label}: {problem}; all {rows} rows quarantined", rows)
+        n_rows = stream.count_rows() if stream.header else 0
+        yield _whole_file_rejected(task, "header", f"{label}: {problem}; all {n_rows} rows quarantined", n_rows)
         return
     reported = 0
     produced = False

@@ -47,11 +47,11 @@ class TableSpec:
     """How one OMOP table becomes events. Expressions are DuckDB SQL over the table's columns."""
 
     name: str
-    id_column: str | None
-    concept_column: str | None
+    id_column: str
+    concept_column: str
     source_value_column: str | None
     datetime_column: str | None
-    date_column: str | None
+    date_column: str
     numeric_sql: str = "NULL"
     text_sql: str = "NULL"
     unit_sql: str = "NULL"
@@ -142,7 +142,7 @@ def plan(duckdb_file: str | Path | None = None, csv_dir: str | Path | None = Non
     for table in TABLES:
         if table not in present:
             continue
-        rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        rows = (con.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,))[0]
         slices = max(1, math.ceil(rows / CHUNK_ROWS))
         for i in range(slices):
             tasks.append(IngestTask(_file_label(source_path, table, base_options), table, i, slices, base_options))
