@@ -98,9 +98,12 @@ def assist_finetune(
         console.print(f"weights: {out / 'merged'} and {out / 'adapter'}; not compared, so not registered")
         return
     n_boot, boot_seed = change_plan.bounds.n_resamples, change_plan.bounds.seed
-    budget = {"limit": compare_limit, "seed": seed, "n_resamples": n_boot, "max_steps": max_steps, "max_new_tokens": max_new_tokens}
-    base_doc = run_evaluation(dataset, "local", out / "compare-base.html", model=model, **budget)
-    tuned_doc = run_evaluation(dataset, "local", out / "compare-tuned.html", model=str(out / "merged"), **budget)
+    def compare_run(report: Path, weights: str | None) -> dict[str, Any]:
+        return run_evaluation(dataset, "local", report, limit=compare_limit, seed=seed, model=weights, n_resamples=n_boot,
+                              max_steps=max_steps, max_new_tokens=max_new_tokens)  # fmt: skip
+
+    base_doc = compare_run(out / "compare-base.html", model)
+    tuned_doc = compare_run(out / "compare-tuned.html", str(out / "merged"))
     comparison = compare_runs(base_doc, tuned_doc, n_boot, boot_seed)
     accepted, reason = decide(comparison["query"])
     doc = {"plan": change_plan.name, "accepted": accepted, "reason": reason, "comparison": comparison, "lineage": result.lineage,
