@@ -513,7 +513,8 @@ def test_non_event_types_are_converted_without_events(tmp_path):
 
 
 def test_subject_references_in_every_accepted_form(tmp_path):
-    refs = ["Patient/p1", "urn:uuid:p1", "https://fhir.example.org/r4/Patient/p1", "Patient/p1/_history/3"]
+    # An absolute URL is another server's patient unless a Bundle entry's fullUrl names it (issue 18): never merged.
+    refs = ["Patient/p1", "urn:uuid:p1", "Patient/p1/_history/3", "https://fhir.example.org/r4/Patient/p1"]
     path = ndjson(
         tmp_path,
         *[
@@ -526,7 +527,9 @@ def test_subject_references_in_every_accepted_form(tmp_path):
             for r in refs
         ],
     )
-    assert [e[0] for e in run(path).events] == [P1] * 4
+    out = run(path)
+    assert [e[0] for e in out.events] == [P1] * 3
+    assert len(out.quarantine) == 1 and "another server" in str(out.quarantine[0])
 
 
 # --- bad records: each gives exactly one quarantine row and no events ------------------------------------

@@ -254,7 +254,7 @@ def test_body_limit_and_problem_documents(app_factory, governance):
         assert_problem(c.post("/v1/predict", content=b"{not json", headers={**h, "content-type": "application/json"}), 400)
 
 
-def test_production_refuses_unsafe_settings(tmp_path):
+def test_production_refuses_unsafe_settings(tmp_path, monkeypatch):
     from pydantic import ValidationError
 
     from clinfm.serve.settings import ServeSettings
@@ -269,6 +269,16 @@ def test_production_refuses_unsafe_settings(tmp_path):
     good.write_text(os.urandom(32).hex())
     with pytest.raises(ValidationError, match="open CORS"):
         ServeSettings(env="production", tenant_secret_file=good, cors_origins=["*"])
+    monkeypatch.delenv("CLINFM_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("CLINFM_AUDIT_KEY_FILE", raising=False)
+    with pytest.raises(ValidationError, match="CLINFM_AUDIT_KEY"):
+        ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
+    monkeypatch.setenv("CLINFM_AUDIT_KEY", os.urandom(32).hex())
+    with pytest.raises(ValidationError, match="CLINFM_AUDIT_SIGNING_KEY_FILE"):
+        ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
+    from clinfm.govern.audit_keys import generate_keys
+
+    monkeypatch.setenv("CLINFM_AUDIT_SIGNING_KEY_FILE", str(generate_keys(tmp_path / "keys")[1]))
     ok = ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
     assert ok.cookie_secure
 

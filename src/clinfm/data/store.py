@@ -35,6 +35,9 @@ class SubjectDatabase(Mapping[int, Subject]):
 
     def __init__(self, path: str | Path, cache_dir: str | Path | None = None) -> None:
         self.path = Path(path)
+        from clinfm.data.dataset import refuse_in_progress
+
+        refuse_in_progress(self.path)
         self._shards = sorted((self.path / schema.DATA_DIR).glob("*.parquet"), key=lambda p: p.name)
         if not self._shards:
             raise FileNotFoundError(f"{self.path / schema.DATA_DIR} holds no *.parquet shard: not a MEDS dataset")

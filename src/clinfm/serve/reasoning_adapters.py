@@ -46,7 +46,7 @@ class SessionDdx:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
 
     def dump(self, state: SessionState) -> dict[str, Any]:
-        return state.model_dump(mode="json")
+        return state.model_dump(mode="json", exclude={"kb_source"})  # a server folder is nobody's business
 
     def explain(self, state: SessionState) -> str:
         return session.explain(state).text

@@ -1,7 +1,8 @@
 """The API's request and response bodies (pydantic), shared by the REST, FHIR, CDS Hooks and web routes.
 
 Numbers and flags are strict (``false`` is not ``0``) but an integral float such as ``337.0`` is accepted as
-an integer, as JSON Schema allows; date-times are ISO 8601 strings.
+an integer, as JSON Schema allows (not above 2**53, where the fraction may already be lost); date-times are ISO 8601
+strings within :func:`clinfm.serve.inputs.in_range`.
 """
 
 from __future__ import annotations
@@ -20,15 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-
-def _integral(value: object) -> object:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+from clinfm.serve.inputs import ClinicalDateTime, integral
 
 
 def Int(ge: int | None = None, le: int | None = None) -> Any:
-    return Annotated[int, Strict(), Field(ge=ge, le=le), BeforeValidator(_integral)]
+    return Annotated[int, Strict(), Field(ge=ge, le=le), BeforeValidator(integral)]
 
 
 SubjectId = Int(ge=0, le=2**63 - 1)
@@ -60,7 +57,7 @@ class PredictRequest(Body):
 
     subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")  # type: ignore[valid-type]
     bundle: dict[str, Any] | None = Field(None, description="A FHIR R4 Bundle holding one Patient and their record.")
-    prediction_time: dt.datetime | None = Field(
+    prediction_time: ClinicalDateTime | None = Field(
         None, description="Only events before this time are used; default: just after the last event."
     )
     horizon_days: Int(ge=1, le=3650) | None = None  # type: ignore[valid-type]

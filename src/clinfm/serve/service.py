@@ -90,7 +90,8 @@ class PredictionService:
         m = self._models.get(deployment.version)
         if m is None:
             s = self.settings
-            m = BatchingForecaster(self.loader(deployment), s.batch_window_ms, s.max_batch_size, s.prediction_cache_size)
+            m = BatchingForecaster(self.loader(deployment), s.batch_window_ms, s.max_batch_size, s.prediction_cache_size,
+                                   s.model_timeout_s, s.model_queue_limit)
             self._models[deployment.version] = m
         return m
 

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from clinfm.serve.backends import AccessBackend, AuditBackend, DdxBackend, RegistryBackend, TreatmentBackend, Unavailable
 from clinfm.serve.deps import AuthCache
+from clinfm.serve.limits import AuthThrottle, RefusalAudit, SharedQuota, TenantSessions
 from clinfm.serve.predictions import JsonlLog
 from clinfm.serve.security import QuotaLimiter
 from clinfm.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
     from clinfm.data.store import SubjectDatabase
-    from clinfm.reasoning.models import SessionState
     from clinfm.serve.service import PredictionService
 
 
@@ -33,10 +33,13 @@ class ServeState:
     cards_log: JsonlLog
     descriptions: dict[str, str] = field(default_factory=dict)
     auth_cache: AuthCache = field(default_factory=AuthCache)
-    quotas: QuotaLimiter = field(default_factory=QuotaLimiter)
+    quotas: QuotaLimiter | SharedQuota = field(default_factory=QuotaLimiter)
     service: PredictionService | None = None  # set by the composition root (it needs this state)
-    ddx_sessions: dict[str, tuple[str, SessionState]] = field(default_factory=dict)  # id -> (org, state)
+    ddx_sessions: TenantSessions = field(default_factory=TenantSessions)  # per organization: id -> SessionState
+    auth_throttle: AuthThrottle = field(default_factory=AuthThrottle)
+    refusal_audit: RefusalAudit = field(default_factory=RefusalAudit)
     issued_cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # card uuid -> what produced it
+    assistant: Any = None  # clinfm.assist.service.Assistant: built on the first /v1/assist request
 
     @property
     def predictions(self) -> PredictionService:

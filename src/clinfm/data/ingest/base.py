@@ -176,6 +176,9 @@ class SourcePlan:
     not_converted: dict[str, str] = field(default_factory=dict)
     """Tables, files or resource types the source found and does not convert to events, each with why (shown
     after the reconciliation and kept in ``metadata/dataset.json``)."""
+    subject_table: str | None = None
+    """The table whose records define subjects (FHIR: ``Patient``): a subject with events but no record there was
+    only referred to, never exported, and its events are quarantined. None: no such check."""
 
 
 GZIP_EXPANSION = 6

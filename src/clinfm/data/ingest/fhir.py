@@ -319,6 +319,11 @@ def _subject(r: dict, rt: str, field: str, ctx: _Context) -> int:
         raise _Rejected(f"{rt}.{field}.reference is missing (expected a reference to the Patient)")
     if ref.startswith("urn:uuid:"):
         pid = ctx.patients.get(ref) or ref[9:]
+    elif ref in ctx.patients:  # an absolute fullUrl of a Patient in this Bundle
+        pid = ctx.patients[ref]
+    elif "://" in ref:
+        raise _Rejected(f"{rt}.{field}.reference points to another server (an absolute URL, not a Patient of this "
+                        "export): it is not merged into a local patient with the same id")  # fmt: skip
     else:
         i = ref.rfind("Patient/")
         pid = ref[i + 8 :].split("/", 1)[0] if i >= 0 and (i == 0 or ref[i - 1] == "/") else ""
@@ -821,7 +826,8 @@ def plan(path: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> SourcePlan
             ]
         else:
             tasks.append(IngestTask(str(p), kind))  # type: ignore[arg-type]
-    return SourcePlan(source="fhir", source_path=str(root), tasks=tasks, convert=convert, input_bytes=total)
+    return SourcePlan(source="fhir", source_path=str(root), tasks=tasks, convert=convert, input_bytes=total,
+                      subject_table="Patient")
 
 
 def convert(task: IngestTask) -> Iterator[ShardOutput]:
