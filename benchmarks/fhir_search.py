@@ -71,7 +71,7 @@ def main() -> None:
         gov = f"sqlite:///{Path(tmp) / 'registry.db'}"
         A.create_organization("demo", actor="bench", db=gov)
         A.create_service_account("demo", "svc", actor="bench", db=gov)
-        key = A.create_api_key("demo", "svc", ["patient/Observation.rs"], actor="bench", rate_per_minute=10**9, db=gov).key
+        key = A.create_api_key("demo", "svc", ["patient/Observation.rs"], actor="bench", rate_per_minute=100_000, db=gov).key
         settings = ServeSettings(env="test", data_dir=Path(tmp) / "serve", dataset_path=path, dataset_org="demo",
                                  database_url=gov, fhir_identified_orgs=["demo"])  # fmt: skip
         headers = {"Authorization": f"Bearer {key}"}

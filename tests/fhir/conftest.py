@@ -89,7 +89,7 @@ def fhir_governance(tmp_path_factory):
         A.create_service_account(org, "svc", actor="test", db=db)
 
     def key(org: str, scopes: list[str]) -> str:
-        return A.create_api_key(org, "svc", scopes, actor="test", rate_per_minute=1_000_000, db=db).key
+        return A.create_api_key(org, "svc", scopes, actor="test", rate_per_minute=100_000, db=db).key
 
     keys = Keys(read=key("demo", READ_SCOPES), write=key("demo", READ_SCOPES + WRITE_SCOPES),
                 patient_only=key("demo", ["patient/Patient.rs"]), other_org=key("other", READ_SCOPES + WRITE_SCOPES))  # fmt: skip
