@@ -24,6 +24,15 @@ CASES = [
     ("holiday date", "Last seen on Christmas Eve 2019 by the GP.", ["Christmas Eve 2019"]),
     ("date in words lowercase", "fell at home on march third, no LOC.", ["march third"]),
     ("lowercase street address", "lives at 42 elm street, springfield with her son.", ["42 elm street"]),
+    # the same classes in other shapes
+    ("name in capitals after patient", "PATIENT JOHN SMITH ADMITTED FROM ED", ["JOHN", "SMITH"]),
+    ("Chinese name before a cue", "王小明先生今日复诊。", ["王小明"]),
+    ("Vietnamese name in capitals", "NGUYỄN VĂN THÀNH, 67M, DOB on file", ["NGUYỄN", "THÀNH"]),
+    ("e-mail spelled out in lower case", "mail her at j.smith (at) gmail (dot) com", ["j.smith", "gmail"]),
+    ("spaced MRN closing a sentence", "MRN 12 34 56. Seen in clinic.", ["12 34 56", "56"]),
+    ("age in words with a unit", "a ninety-one year old woman", ["ninety-one"]),
+    ("day of the month in words", "seen on the third of March by the GP", ["third of March"]),
+    ("holiday with a year", "visited over thanksgiving 2020", ["thanksgiving 2020"]),
 ]
 
 

@@ -506,8 +506,8 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
                 return None
             value = text[refined[0] : refined[1]]
             full = [w for w in value.split() if len(w.strip(".")) > 1]
-            if value.islower() and (len(full) < 2 or not all(is_name_word(w, common=6.0) for w in full)):
-                return None  # in lower case "pt john smith" is a name; "pt mark" or "pt rose" alone is not
+            if _uncased(value) and (len(full) < 2 or not all(is_name_word(w, common=6.0) for w in full)):
+                return None  # uncased, "pt john smith" is a name; "pt mark", "PT ROSE" or "PT LETHARGIC" is not
             return refined
         if pattern.name in _LEXICON_PATTERNS:
             return _refine_by_lexicon(text, start, end, pattern)
@@ -589,10 +589,8 @@ def _first_word_ok(word: str, rule: str) -> bool:
         if word.isupper() and len(core) > 1:
             return is_name_word(core, common=6.0)
         return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
-    if rule == "patient":  # lower case: a lexicon name; capitalised: also a rare word or one with diacritics
-        if not word[:1].isupper():
-            return is_name_word(core, common=6.0)
-        return is_name_word(core, common=6.0) or could_be_name(core, common=3.0) or not core.isascii()
+    if rule == "patient":  # a lexicon name; capitalised (not in capitals), also a word with diacritics
+        return is_name_word(core, common=6.0) or (word[:1].isupper() and not word.isupper() and not core.isascii())
     if rule == "verb" and not word[:1].isupper():
         return False  # "foot asked", "pt states": a name before a verb is written with a capital
     return is_name_word(core, common=5.5)
