@@ -439,7 +439,7 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
         # "Nguyễn Văn Thành", "Đặng Thị Hoa": two or more capitalised words, one at least with diacritics
         GroupPattern(
             "diacritic_run",
-            rf"(?<![{_L}])(?P<phi>{_WORD}(?:[ \t]+{_WORD}){{1,4}})",
+            rf"(?<![{_L}])(?P<phi>(?:{_WORD}[ \t]+){{0,3}}[{_L}]*[\u00C0-\u024F\u1E00-\u1EFF][{_L}'’-]*(?:[ \t]+{_WORD}){{0,3}})",
             0.75,
             "NAME",
         ),
