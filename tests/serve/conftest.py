@@ -20,7 +20,7 @@ from clinfm.serve.backends import Attribution, Estimate, Forecast, ForecastQuery
 
 FULL_SCOPES = [
     "system/RiskAssessment.rs", "system/Model.r", "system/ClinicalImpression.cru", "system/DetectedIssue.rs",
-    "system/Patient.r",
+    "system/Patient.r", "system/Assist.c",
 ]  # fmt: skip
 
 

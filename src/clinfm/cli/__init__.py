@@ -15,6 +15,7 @@ module          commands
 ``batch``       ``embed``, ``score``
 ``monitor``     ``monitor replay|report``, ``retrain``
 ``serve``       ``serve``
+``assist``      ``ask``
 ``demo``        ``demo``
 ==============  ============================================================
 
@@ -30,7 +31,7 @@ from typing import Annotated
 import typer
 
 from clinfm import __version__
-from clinfm.cli import batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve
+from clinfm.cli import assist, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve
 from clinfm.cli.common import console
 
 app = typer.Typer(
@@ -54,7 +55,7 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _group in (ingest, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo):
+for _group in (ingest, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist):
     _group.register(app)
 
 __all__ = ["app"]

@@ -17,6 +17,7 @@ default                   setting                        packaged file
 ``ddxplus``               ``CLINFM_DDXPLUS_DIR``         ``ddxplus/`` (CC-BY 4.0 and MIT, see its NOTICE.md)
 ``ddx_answer_model``      ``CLINFM_DDX_ANSWER_MODEL``    ``ddx/answer-model.json`` (fitted by benchmarks/ddx.py)
 ``ddx_record_map``        ``CLINFM_DDX_RECORD_MAP``      ``ddx/record-evidence-map.csv`` (codes -> evidences)
+``reference_ranges``      ``CLINFM_REFERENCE_RANGES``    ``assist/reference-ranges.csv`` (the assistant's lab flags)
 ========================  =============================  ==============================================
 """
 
@@ -46,6 +47,7 @@ DEFAULTS: dict[str, Default] = {
     "ddxplus": Default("CLINFM_DDXPLUS_DIR", "ddxplus"),
     "ddx_answer_model": Default("CLINFM_DDX_ANSWER_MODEL", "ddx/answer-model.json"),
     "ddx_record_map": Default("CLINFM_DDX_RECORD_MAP", "ddx/record-evidence-map.csv"),
+    "reference_ranges": Default("CLINFM_REFERENCE_RANGES", "assist/reference-ranges.csv"),
 }
 
 

@@ -175,3 +175,4 @@ DDX_READ = (ScopeNeed("ClinicalImpression", "r"),)
 TREATMENT = (ScopeNeed("DetectedIssue", "rs"),)
 CDS_FEEDBACK = (ScopeNeed("RiskAssessment", "rs"), ScopeNeed("DetectedIssue", "rs"))
 TIMELINE = (ScopeNeed("Patient", "r"),)
+ASSIST = (ScopeNeed("Assist", "c"),)  # the clinical assistant (issue 16): its own scope

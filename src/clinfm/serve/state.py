@@ -39,6 +39,7 @@ class ServeState:
     auth_throttle: AuthThrottle = field(default_factory=AuthThrottle)
     refusal_audit: RefusalAudit = field(default_factory=RefusalAudit)
     issued_cards: dict[str, dict[str, Any]] = field(default_factory=dict)  # card uuid -> what produced it
+    assistant: Any = None  # clinfm.assist.service.Assistant: built on the first /v1/assist request
 
     @property
     def predictions(self) -> PredictionService:
