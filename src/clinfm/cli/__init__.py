@@ -17,6 +17,7 @@ module          commands
 ``serve``       ``serve``
 ``assist``      ``ask``
 ``demo``        ``demo``
+``assist_eval`` ``assist-eval``, ``assist-finetune``, ``fhir-domains``
 ==============  ============================================================
 
 ``common`` holds the consoles, progress bar, error exits and the shared option groups; ``render`` the
@@ -31,7 +32,9 @@ from typing import Annotated
 import typer
 
 from clinfm import __version__
-from clinfm.cli import assist, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve
+from clinfm.cli import (
+    assist, assist_eval, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve,
+)
 from clinfm.cli.common import console
 
 app = typer.Typer(
@@ -55,7 +58,7 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _group in (ingest, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist):
+for _group in (ingest, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist, assist_eval):
     _group.register(app)
 
 __all__ = ["app"]
