@@ -59,7 +59,7 @@ class Proposal:
     review_reason: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        out = {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        out = {k: getattr(self, k) for k in self.__slots__}
         return out
 
 
@@ -140,7 +140,8 @@ class ProposalStore:
              subject_id: int | None = None, limit: int = 100) -> list[Proposal]:  # fmt: skip
         if status is not None and status not in STATUSES:
             raise ProposalError(f"status {status!r} is not one of {list(STATUSES)}")
-        sql, args = "SELECT * FROM proposal WHERE org = ?", [org]
+        sql = "SELECT * FROM proposal WHERE org = ?"
+        args: list[str | int] = [org]
         for column, value in (("status", status), ("resource_type", resource_type), ("subject_id", subject_id)):
             if value is not None:
                 sql += f" AND {column} = ?"

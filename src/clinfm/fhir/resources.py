@@ -117,7 +117,7 @@ class CodeCatalog:
         hit = self._kinds.get(code, ...)
         if hit is ...:
             hit = self._kinds[code] = self._classify(code)
-        return hit  # type: ignore[return-value]
+        return hit
 
     def _classify(self, code: str) -> Kind | None:
         if code in (schema.BIRTH, schema.DEATH) or schema.is_static(code):

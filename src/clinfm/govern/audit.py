@@ -326,7 +326,7 @@ def verify_chain(db: DB = None, *, checkpoints: Path | None = None) -> VerifyRes
         if cp.seq <= last and by_seq.get(cp.seq) != cp.hash:
             return bad("altered", cp.seq, f"entries up to seq {cp.seq} were rewritten: the chain there differs from "
                        f"the signed checkpoint of {cp.timestamp} (line {cp.line} of {log_.path})")  # fmt: skip
-    if covered > last:
+    if latest is not None and covered > last:  # (covered is 0 without a checkpoint)
         return bad("truncated", last + 1, f"entries seq {last + 1}..{covered} are missing: the signed checkpoint of "
                    f"{latest.timestamp} records seq {covered}, the chain ends at seq {last}")  # fmt: skip
     if head is None:

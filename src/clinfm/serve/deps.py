@@ -102,7 +102,7 @@ def audit_refusal(request: Request, action: str, key_id: str | None, *, actor: s
     record = getattr(s.audit, "record_event", None)
     client = request.client.host if request.client else "unknown"
     count = s.refusal_audit.due(action, key_id, client) if record else None
-    if count is not None:
+    if record is not None and count is not None:
         record(action, actor=actor, org=org,
                detail={"key_id": key_id, "client": client, "reason": reason, "count": count, "path": request.url.path[:200]})  # fmt: skip
 

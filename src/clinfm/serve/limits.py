@@ -41,7 +41,8 @@ class TenantSessions:
 
     def get(self, org: str, sid: str) -> Any | None:
         with self._lock:
-            return self._by_org.get(org, {}).get(sid)
+            mine = self._by_org.get(org)
+            return mine.get(sid) if mine is not None else None
 
     def of(self, org: str) -> list[str]:
         with self._lock:

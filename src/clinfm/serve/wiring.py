@@ -21,13 +21,14 @@ def build_state(settings: ServeSettings) -> ServeState:
     """Every backend wired for ``settings``; the one place that chooses implementations."""
     db = settings.resolved_database_url
     store, descriptions = _store(settings)
+    access = GovernAccess(db)
     state = ServeState(
-        settings=settings, access=GovernAccess(db), registry=GovernRegistry(db), audit=GroupCommitAudit(db),
+        settings=settings, access=access, registry=GovernRegistry(db), audit=GroupCommitAudit(db),
         ddx=reasoning_adapters.ddx(), treatment=reasoning_adapters.TreatmentChecks(), store=store,
         descriptions=descriptions, feedback=JsonlLog(settings.feedback_file),
         cards_log=JsonlLog(settings.data_dir / "cds-cards.jsonl"),
     )  # fmt: skip
-    state.quotas = SharedQuota(state.access.reserve_quota)  # the budget is the database's, shared by every process
+    state.quotas = SharedQuota(access.reserve_quota)  # the budget is the database's, shared by every process
     state.service = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
     return state
 
