@@ -6,6 +6,7 @@ know about the terminal and HTTP.
 module          commands
 ==============  ============================================================
 ``ingest``      ``ingest omop|fhir|mimic|meds``
+``synth``       ``synth`` (a seeded Synthea cohort, ingested)
 ``data``        ``validate``, ``stats``, ``timeline``
 ``deid``        ``deid-secret``, ``deid``, ``deid-text``
 ``model``       ``pretrain``, ``forecast``
@@ -30,7 +31,7 @@ from typing import Annotated
 import typer
 
 from clinfm import __version__
-from clinfm.cli import batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve
+from clinfm.cli import batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve, synth
 from clinfm.cli.common import console
 
 app = typer.Typer(
@@ -54,7 +55,7 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _group in (ingest, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo):
+for _group in (ingest, synth, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo):
     _group.register(app)
 
 __all__ = ["app"]
