@@ -59,7 +59,7 @@ class KVCache:
         return out
 
     def select(self, rows: torch.Tensor) -> KVCache:
-        """Keep only some batch rows (samples that are still running)."""
+        """Keep (or repeat) some batch rows: samples still running, or one prompt's cache for each of its samples."""
         out = KVCache.__new__(KVCache)
         out.k, out.v, out.max_len = self.k[:, rows], self.v[:, rows], self.max_len
         return out
@@ -88,7 +88,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
 
-    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int) -> torch.Tensor:
+    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int, key_mask=None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
@@ -106,6 +106,16 @@ class CausalSelfAttention(nn.Module):
             elif start_pos > 0:  # a chunk after a cached prefix: causal within the chunk, all of the prefix
                 causal = False
                 mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=start_pos)
+        if key_mask is not None:  # (B, >= end): keys that exist (left padding and dropped history are False)
+            end = k.size(2)
+            allowed = key_mask[:, None, None, :end]  # (B, 1, 1, end)
+            if T > 1:
+                causal_mask = torch.ones(T, end, dtype=torch.bool, device=x.device).tril(diagonal=end - T)
+                # a query always sees itself, so a padding query's softmax stays finite (its output is unused)
+                self_mask = torch.zeros(T, end, dtype=torch.bool, device=x.device).diagonal_scatter(
+                    torch.ones(T, dtype=torch.bool, device=x.device), offset=end - T)
+                allowed = (allowed & causal_mask) | self_mask
+            mask, causal = allowed, False
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )  # (B, nh, T, hd)
@@ -132,8 +142,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cos, sin, layer, cache, start_pos)
+    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int, key_mask=None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cos, sin, layer, cache, start_pos, key_mask)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -167,8 +177,14 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights count once
 
-    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0) -> torch.Tensor:
-        """The final (layer-normed) hidden states for token ids idx (B, T): (B, T, C)."""
+    def hidden_states(
+        self, idx: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The final (layer-normed) hidden states for token ids idx (B, T): (B, T, C).
+
+        ``key_mask`` (B, >= start_pos + T) bool marks the positions that exist in each row (False: left
+        padding), so rows of different lengths share one batch and one position counter (rotary attention
+        depends on relative positions only, so a left-padded row computes what it would alone)."""
         end = start_pos + idx.size(1)  # idx is (B, T)
         limit = kv_cache.max_len if kv_cache is not None else self.config.block_size
         if end > limit:
@@ -180,8 +196,14 @@ class GPT(nn.Module):
         cos, sin = cos[start_pos:end], sin[start_pos:end]  # (T, hd/2)
         x = self.drop(self.wte(idx))  # (B, T, C)
         for layer, block in enumerate(self.blocks):
-            x = block(x, cos, sin, layer, kv_cache, start_pos)
+            x = block(x, cos, sin, layer, kv_cache, start_pos, key_mask)
         return self.ln_f(x)  # (B, T, C)
+
+    def last_logits(
+        self, idx: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0, key_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits of the last position only (B, V): a prefill need not project every position onto the vocabulary."""
+        return self.lm_head(self.hidden_states(idx, kv_cache, start_pos, key_mask)[:, -1])  # (B, V)
 
     def forward(
         self,
