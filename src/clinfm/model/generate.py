@@ -28,7 +28,7 @@ import torch
 
 from clinfm import schema
 from clinfm.model.tokenizer import ClinicalTokenizer
-from clinfm.model.transformer import GPT
+from clinfm.model.transformer import GPT, SharedPrefixCache
 
 OUTCOME_ALIASES = {
     "death": schema.DEATH,
@@ -152,6 +152,10 @@ def _budget(model: GPT, prompt: Sequence[int], max_new_tokens: int) -> int:
     return min(max_new_tokens, block - len(prompt))
 
 
+_GROW = 16
+"""Generated positions a rollout cache holds at first (doubled when full): most futures are short."""
+
+
 def _futures_of(out: torch.Tensor, minutes: torch.Tensor, length: torch.Tensor, reason: torch.Tensor, rows) -> Futures:
     names = ("budget", "horizon", "death")
     toks = [out[r, : length[r]].tolist() for r in rows]
@@ -174,11 +178,11 @@ def _rollout_batch(
     P, L = len(prompts), max(len(p) for p in prompts)
     steps = max(budgets)
     idx = torch.full((P, L), sampler.pad, dtype=torch.long, device=device)
-    valid = torch.zeros(P, L + steps, dtype=torch.bool, device=device)
+    valid = torch.zeros(P, L, dtype=torch.bool, device=device)
     for i, p in enumerate(prompts):
         idx[i, L - len(p) :] = torch.tensor(list(p), device=device)
         valid[i, L - len(p) : L] = True
-    cache = model.new_kv_cache(P, L + steps)
+    cache = model.new_kv_cache(P, L)
     logits = model.last_logits(idx, kv_cache=cache, key_mask=valid)  # (P, V)
     owner = torch.repeat_interleave(torch.arange(P, device=device), torch.tensor([u.size(0) for u in uniforms], device=device))
     R = owner.numel()
@@ -194,7 +198,8 @@ def _rollout_batch(
     elapsed = torch.zeros(R, dtype=torch.float64, device=device)
 
     rows = torch.arange(R, device=device)  # the batch's rows, as indices into the R futures
-    cache, mask, logits = cache.select(owner), valid[owner], logits[owner]
+    room = min(steps, _GROW)  # generated positions the cache holds now; it grows (and compacts) when full
+    cache, logits = SharedPrefixCache(cache, valid[:, :L], owner, room), logits[owner]
     alive = torch.ones(R, dtype=torch.bool, device=device)  # over the batch's rows
     for t in range(steps):
         nxt = _draw(logits, u_all[rows.cpu(), t], sampler.banned, sampler.temperature, sampler.top_k)  # (b,)
@@ -209,14 +214,18 @@ def _rollout_batch(
         reason[live[over]], reason[live[dead]] = 1, 2
         go = ~over & ~dead & (t + 1 < budget[live])
         alive[alive.clone()] = go
-        if not alive.any():
+        n_alive = int(alive.sum())
+        if n_alive == 0:
             break
-        if alive.sum() < 0.75 * alive.numel():  # compact: drop stopped rows from the cache
+        full = t >= room
+        if full or n_alive < 0.5 * alive.numel():  # one copy: drop stopped rows and/or make room
             keep = alive.nonzero().squeeze(1)
-            rows, nxt, cache, mask = rows[keep], nxt[keep], cache.select(keep), mask[keep]
+            if full:
+                room = min(steps, 2 * room)
+            rows, nxt = rows[keep], nxt[keep]
+            cache = cache.select(keep, room, t)
             alive = torch.ones(rows.numel(), dtype=torch.bool, device=device)
-        mask[:, L + t] = True
-        logits = model.last_logits(nxt.unsqueeze(1), kv_cache=cache, start_pos=L + t, key_mask=mask)
+        logits = model.last_logits(nxt.unsqueeze(1), kv_cache=cache, start_pos=L + t)
     bounds = torch.tensor([0] + [u.size(0) for u in uniforms]).cumsum(0).tolist()
     return [_futures_of(out, out_min, length, reason, range(a, b)) for a, b in zip(bounds, bounds[1:])]
 

@@ -59,10 +59,65 @@ class KVCache:
         return out
 
     def select(self, rows: torch.Tensor) -> KVCache:
-        """Keep (or repeat) some batch rows: samples still running, or one prompt's cache for each of its samples."""
+        """Keep (or repeat) some batch rows (samples that are still running)."""
         out = KVCache.__new__(KVCache)
         out.k, out.v, out.max_len = self.k[:, rows], self.v[:, rows], self.max_len
         return out
+
+
+class SharedPrefixCache:
+    """One-token decoding of many samples of a few prompts: each prompt's keys/values are held once and read
+    by all of its samples; only the tokens a sample generates are its own.
+
+    ``prefix`` holds P left-padded prompts of length L (``prefix_mask`` (P, L) marks real tokens); row i of
+    the batch is a sample of prompt ``owner[i]`` (rows sorted by owner). Generated tokens sit at positions
+    L, L+1, ... for every row, so rotary angles stay relative."""
+
+    def __init__(self, prefix: KVCache, prefix_mask: torch.Tensor, owner: torch.Tensor, room: int) -> None:
+        self.pk, self.pv, self.pmask = prefix.k, prefix.v, prefix_mask  # (n_layer, P, nh, L, hd), (P, L)
+        self.prefix_len = prefix.k.size(3)
+        self._set_rows(owner, room)
+        n_layer, _, nh, _, hd = prefix.k.shape
+        self.gk = prefix.k.new_zeros((n_layer, owner.numel(), nh, room, hd))
+        self.gv = prefix.v.new_zeros((n_layer, owner.numel(), nh, room, hd))
+
+    def _set_rows(self, owner: torch.Tensor, room: int) -> None:
+        counts = torch.bincount(owner, minlength=self.pk.size(1))
+        starts = counts.cumsum(0) - counts
+        self.owner, self.slot = owner, torch.arange(owner.numel(), device=owner.device) - starts[owner]
+        self.n_slots = int(counts.max())
+        self.max_len = self.prefix_len + room
+
+    def select(self, rows: torch.Tensor, room: int, used: int) -> SharedPrefixCache:
+        """Keep some rows (in order) with ``room`` generated positions, the first ``used`` copied."""
+        out = SharedPrefixCache.__new__(SharedPrefixCache)
+        out.pk, out.pv, out.pmask, out.prefix_len = self.pk, self.pv, self.pmask, self.prefix_len
+        out._set_rows(self.owner[rows], room)
+        shape = (self.gk.size(0), rows.numel(), self.gk.size(2), room, self.gk.size(4))
+        out.gk, out.gv = self.gk.new_zeros(shape), self.gv.new_zeros(shape)
+        out.gk[:, :, :, :used] = self.gk[:, rows, :, :used]
+        out.gv[:, :, :, :used] = self.gv[:, rows, :, :used]
+        return out
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int) -> torch.Tensor:
+        """Attention of one new token per row: q, k, v (b, nh, 1, hd) -> (b, nh, 1, hd)."""
+        t = start_pos - self.prefix_len
+        self.gk[layer, :, :, t] = k[:, :, 0]
+        self.gv[layer, :, :, t] = v[:, :, 0]
+        gk, gv = self.gk[layer, :, :, : t + 1], self.gv[layer, :, :, : t + 1]  # (b, nh, t+1, hd)
+        P, nh, L, hd = self.pk.shape[1:]
+        owner, slot, scale = self.owner, self.slot, 1.0 / math.sqrt(hd)
+        qp = q.new_zeros((P, nh, self.n_slots, hd))  # the rows of each prompt, side by side
+        qp[owner, :, slot] = q[:, :, 0]
+        sp = (qp @ self.pk[layer].transpose(-1, -2))[owner, :, slot] * scale  # (b, nh, L)
+        sp = sp.masked_fill(~self.pmask[owner].unsqueeze(1), -math.inf)
+        sg = (q @ gk.transpose(-1, -2)).squeeze(2) * scale  # (b, nh, t+1)
+        w = torch.softmax(torch.cat([sp, sg], dim=-1), dim=-1)  # (b, nh, L+t+1)
+        wp = q.new_zeros((P, nh, self.n_slots, L))
+        wp[owner, :, slot] = w[..., :L]
+        yp = (wp @ self.pv[layer])[owner, :, slot]  # (b, nh, hd)
+        yg = (w[..., L:].unsqueeze(2) @ gv).squeeze(2)  # (b, nh, hd)
+        return (yp + yg).unsqueeze(2)
 
 
 def rotary_tables(cfg: GPTConfig, length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +143,7 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(cfg.dropout)
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
 
-    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int, key_mask=None) -> torch.Tensor:
+    def forward(self, x, cos, sin, layer: int, cache: KVCache | SharedPrefixCache | None, start_pos: int, key_mask=None) -> torch.Tensor:
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)  # (B, T, C) each
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
@@ -96,6 +151,9 @@ class CausalSelfAttention(nn.Module):
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         mask, causal = None, True
+        if isinstance(cache, SharedPrefixCache):
+            y = cache.attend(layer, q, k, v, start_pos)  # (B, nh, 1, hd)
+            return self.resid_dropout(self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)))
         if cache is not None:
             end = start_pos + T
             cache.k[layer, :, :, start_pos:end] = k
@@ -142,7 +200,7 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, layer: int, cache: KVCache | None, start_pos: int, key_mask=None) -> torch.Tensor:
+    def forward(self, x, cos, sin, layer: int, cache: KVCache | SharedPrefixCache | None, start_pos: int, key_mask=None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), cos, sin, layer, cache, start_pos, key_mask)
         return x + self.mlp(self.ln_2(x))
 
@@ -178,7 +236,7 @@ class GPT(nn.Module):
         return sum(p.numel() for p in self.parameters())  # tied weights count once
 
     def hidden_states(
-        self, idx: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0, key_mask: torch.Tensor | None = None
+        self, idx: torch.Tensor, kv_cache: KVCache | SharedPrefixCache | None = None, start_pos: int = 0, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """The final (layer-normed) hidden states for token ids idx (B, T): (B, T, C).
 
@@ -200,7 +258,7 @@ class GPT(nn.Module):
         return self.ln_f(x)  # (B, T, C)
 
     def last_logits(
-        self, idx: torch.Tensor, kv_cache: KVCache | None = None, start_pos: int = 0, key_mask: torch.Tensor | None = None
+        self, idx: torch.Tensor, kv_cache: KVCache | SharedPrefixCache | None = None, start_pos: int = 0, key_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Logits of the last position only (B, V): a prefill need not project every position onto the vocabulary."""
         return self.lm_head(self.hidden_states(idx, kv_cache, start_pos, key_mask)[:, -1])  # (B, V)
@@ -209,7 +267,7 @@ class GPT(nn.Module):
         self,
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
+        kv_cache: KVCache | SharedPrefixCache | None = None,
         start_pos: int = 0,
         reduction: str = "mean",
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
