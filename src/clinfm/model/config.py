@@ -34,6 +34,9 @@ class ModelSection(_Section):
     block_size: int = Field(256, ge=8, description="window length in tokens")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     bias: bool = False
+    tte_tasks: int = Field(0, ge=0, description="time-to-event head over this many most frequent codes (0: off)")
+    tte_weight: float = Field(1.0, ge=0, description="weight of the time-to-event loss beside next-token loss")
+    tte_bin_days: tuple[float, ...] = Field((1.0, 7.0, 30.0, 90.0, 365.0), description="piecewise-hazard bin edges")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelSection:

@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -274,7 +274,8 @@ def continued_config(cfg: FMConfig, init: Path) -> FMConfig:
         raise FileNotFoundError(f"--init {init} is not a trained ClinFM run folder (expected model.safetensors and tokenizer.json)")
     base = load_config(init / "fm-config.yaml") if (init / "fm-config.yaml").exists() else cfg
     arch = json.loads((init / "config.json").read_text())["model"]
-    model = base.model.model_copy(update={k: arch[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "bias")})
+    keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tte_tasks", "tte_bin_days")
+    model = base.model.model_copy(update={k: arch[k] for k in keys if k in arch})
     return cfg.model_copy(update={"model": model, "tokenizer": base.tokenizer})
 
 
@@ -293,7 +294,16 @@ class _Trainer:
     autocast: Callable[[], contextlib.AbstractContextManager[Any]]
 
 
-def _build(cfg: FMConfig, vocab_size: int, d: _Dist, weights: Path | None = None) -> _Trainer:
+def tte_codes(train_w: np.ndarray, tokenizer: ClinicalTokenizer, k: int) -> tuple[int, ...]:
+    """The ``k`` code tokens most frequent in the train windows (ties by id): the time-to-event tasks."""
+    counts = np.bincount(np.asarray(train_w).ravel(), minlength=tokenizer.vocab_size)[: tokenizer.vocab_size]
+    counts[tokenizer.token_kinds() != 4] = -1
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    return tuple(int(i) for i in order[:k] if counts[i] > 0)
+
+
+def _build(cfg: FMConfig, tokenizer: ClinicalTokenizer, d: _Dist, weights: Path | None = None,
+           train_w: np.ndarray | None = None) -> _Trainer:  # fmt: skip
     """Model, parallel wrapping and optimizer for this process; ``weights`` (a run's model.safetensors) are
     loaded before sharding so every layout starts from the same whole tensors."""
     t = cfg.training
@@ -308,7 +318,13 @@ def _build(cfg: FMConfig, vocab_size: int, d: _Dist, weights: Path | None = None
     parallel = "fsdp" if fsdp else "ddp" if d.world > 1 else "single"
     torch.manual_seed(t.seed)  # the same initial weights in every process
     home = torch.device("cpu") if fsdp else device  # under FSDP only shards reach the device
-    model = GPT(cfg.model.gpt_config(vocab_size)).to(home)
+    gpt_cfg = cfg.model.gpt_config(tokenizer.vocab_size)
+    if gpt_cfg.tte_tasks:
+        codes = tte_codes(train_w, tokenizer, gpt_cfg.tte_tasks) if train_w is not None else ()
+        gpt_cfg = replace(gpt_cfg, tte_tasks=len(codes), tte_codes=codes, tte_record_start=tokenizer.bos_id)
+    model = GPT(gpt_cfg).to(home)
+    if gpt_cfg.tte_tasks:
+        model.tte_minutes.copy_(torch.from_numpy(tokenizer.time_minutes()))
     if weights is not None:
         from safetensors.torch import load_model
 
@@ -431,7 +447,7 @@ def pretrain(
     max_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_w) / t.batch_size))
 
     weights = run_dir / "model.safetensors" if resume else (init / "model.safetensors" if init else None)
-    trainer = _build(cfg, tok.vocab_size, d, weights)
+    trainer = _build(cfg, tok, d, weights, train_w)
     start_step, history = _restore(trainer, run_dir) if resume else (0, [])
     model = trainer.model
     model.train()

@@ -34,6 +34,13 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = False  # biases in Linear and LayerNorm; off is slightly better and faster
     rope_base: float = 10000.0
+    # MOTOR-style time-to-event head (0: off): piecewise-exponential hazards of the next occurrence of each
+    # of ``tte_codes`` (token ids) in the bins ``tte_bin_days`` cut, trained jointly with next-token loss.
+    tte_tasks: int = 0
+    tte_weight: float = 1.0
+    tte_bin_days: tuple[float, ...] = (1.0, 7.0, 30.0, 90.0, 365.0)
+    tte_codes: tuple[int, ...] = ()
+    tte_record_start: int = 1  # the BOS token id: records packed in one row never share a time line
 
     @property
     def head_dim(self) -> int:
@@ -215,6 +222,12 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied: save with safetensors' save_model, not save_file
+        self.tte_head = None
+        if cfg.tte_tasks:
+            if len(cfg.tte_codes) != cfg.tte_tasks:
+                raise ValueError(f"tte_tasks {cfg.tte_tasks} needs as many tte_codes (got {len(cfg.tte_codes)})")
+            self.tte_head = nn.Linear(cfg.n_embd, (len(cfg.tte_bin_days) + 1) * cfg.tte_tasks)
+            self.register_buffer("tte_minutes", torch.zeros(cfg.vocab_size, dtype=torch.float64))  # minutes per token
         cos, sin = rotary_tables(cfg, cfg.block_size)
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
@@ -283,7 +296,22 @@ class GPT(nn.Module):
         loss = F.cross_entropy(
             logits.view(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction=reduction
         )
+        if self.tte_head is not None and self.training:  # evaluation (perplexity) scores next-token loss only
+            nll, n = self.tte_loss(x, idx, targets != IGNORE_INDEX)
+            loss = loss + self.config.tte_weight * (nll if reduction == "sum" else nll / max(n, 1))
         return logits, loss
+
+    def tte_loss(self, x: torch.Tensor, idx: torch.Tensor, counted: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Summed piecewise-exponential NLL (mean over tasks) at the ``counted`` positions, and their count.
+
+        x (B, T, C) hidden states of idx (B, T); see :func:`time_to_event_targets` for the targets."""
+        cfg = self.config
+        bins = len(cfg.tte_bin_days) + 1
+        log_h = self.tte_head(x).float().view(*x.shape[:2], bins, cfg.tte_tasks)  # (B, T, bins, K)
+        codes = torch.tensor(cfg.tte_codes, device=idx.device)
+        t, event = time_to_event_targets(idx, self.tte_minutes, codes, cfg.tte_record_start)  # (B, T, K) days, bool
+        nll = piecewise_exponential_nll(log_h, t, event, cfg.tte_bin_days)  # (B, T, K)
+        return (nll.mean(-1) * counted).sum(), int(counted.sum())
 
     def new_kv_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         p = self.wte.weight
@@ -297,6 +325,48 @@ class GPT(nn.Module):
             {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
         ]
         return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def time_to_event_targets(
+    idx: torch.Tensor, minutes: torch.Tensor, codes: torch.Tensor, bos_id: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per position and task code: days to the code's next occurrence after the position, or to the end of
+    the position's record (censored). idx (B, T), minutes (V,) per token, codes (K,) -> (B, T, K) twice.
+
+    Time is the running sum of time-gap tokens. A packed row holds several records, each starting with
+    ``bos_id``: times never cross a record boundary."""
+    B, T = idx.shape
+    elapsed = minutes.to(idx.device)[idx].double().cumsum(dim=1)  # (B, T) minutes
+    seg = (idx == bos_id).long().cumsum(dim=1) if bos_id is not None else torch.zeros_like(idx)
+    big = 1e12  # minutes: records further apart than any record is long
+    shifted = elapsed + seg * big  # (B, T)
+    occ = idx.unsqueeze(-1) == codes.view(1, 1, -1)  # (B, T, K)
+    when = torch.where(occ, shifted.unsqueeze(-1), torch.full_like(shifted, math.inf).unsqueeze(-1))
+    at_or_after = when.flip(1).cummin(dim=1).values.flip(1)  # (B, T, K)
+    after = torch.cat([at_or_after[:, 1:], torch.full_like(at_or_after[:, :1], math.inf)], dim=1)
+    seg_end = torch.zeros(B, int(seg.max()) + 1, dtype=shifted.dtype, device=idx.device).scatter_reduce(
+        1, seg, shifted, reduce="amax", include_self=False)  # (B, S): each record's last time
+    end = seg_end.gather(1, seg)  # (B, T)
+    event = after <= end.unsqueeze(-1)  # the next occurrence is in this record
+    t = torch.where(event, after, end.unsqueeze(-1)) - shifted.unsqueeze(-1)
+    return (t / 1440.0).float(), event
+
+
+def piecewise_exponential_nll(
+    log_hazard: torch.Tensor, t: torch.Tensor, event: torch.Tensor, bin_days: tuple[float, ...]
+) -> torch.Tensor:
+    """Negative log-likelihood of event (or censoring) time t (days) under a hazard constant within bins.
+
+    log_hazard (..., bins, K) per day in the bins [0, b1), [b1, b2), ... [b_last, inf); t, event (..., K).
+    NLL = sum_b h_b * (time at risk in bin b) - [event] * log h_(bin of t). An event at t = 0 (the same
+    timestamp) is counted at one minute, so its likelihood stays bounded."""
+    edges = torch.tensor((0.0, *bin_days), device=t.device, dtype=t.dtype)  # (bins,)
+    upper = torch.cat([edges[1:], edges.new_tensor([math.inf])])
+    t = t.clamp(min=1.0 / 1440.0).unsqueeze(-2)  # (..., 1, K)
+    exposure = (torch.minimum(t, upper.view(-1, 1)) - edges.view(-1, 1)).clamp(min=0)  # (..., bins, K)
+    in_bin = (t >= edges.view(-1, 1)) & (t < upper.view(-1, 1))  # (..., bins, K)
+    log_h = log_hazard.float()
+    return (log_h.exp() * exposure).sum(-2) - (event.unsqueeze(-2) & in_bin).float().mul(log_h).sum(-2)
 
 
 def save_pretrained(model: GPT, run_dir: str | Path, extra: dict | None = None) -> None:
@@ -314,7 +384,8 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> GPT:
     from safetensors.torch import load_model
 
     run_dir = Path(run_dir)
-    cfg = GPTConfig(**json.loads((run_dir / "config.json").read_text())["model"])
+    fields = json.loads((run_dir / "config.json").read_text())["model"]
+    cfg = GPTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
     model = GPT(cfg)
     load_model(model, str(run_dir / "model.safetensors"), device=device)
     return model.to(device).eval()
