@@ -25,6 +25,7 @@ class TokenizerSection(_Section):
     min_count: int = Field(5, ge=1, description="codes seen fewer times in train roll up to a parent or UNK")
     n_value_bins: int = Field(10, ge=1, le=100, description="quantile bins per numeric code (10 = deciles)")
     age_band_years: int = Field(5, ge=1)
+    fused_values: bool = Field(False, description="code and value bin in one token (LOINC//2160-0|Q3)")
 
 
 class ModelSection(_Section):

@@ -144,7 +144,7 @@ def prepare_corpus(
     if tokenizer_from:
         tok = ClinicalTokenizer.load(Path(tokenizer_from) / "tokenizer.json")
     else:
-        tok = ClinicalTokenizer(tc.min_count, tc.n_value_bins, tc.age_band_years).fit(db, train_ids)
+        tok = ClinicalTokenizer(tc.min_count, tc.n_value_bins, tc.age_band_years, tc.fused_values).fit(db, train_ids)
     run_dir.mkdir(parents=True, exist_ok=True)
     tok.save(run_dir / "tokenizer.json")
 
