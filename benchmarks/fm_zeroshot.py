@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import subprocess
 import sys
 import time
@@ -77,15 +78,16 @@ def main() -> None:
     forecast_points(model, tok, tables[:1], **kw)  # warm-up
     result = {"run": str(args.run), "points": len(points), "samples": args.samples, "horizon_days": args.horizon_days,
               "threads": args.threads, "params": model.num_params()}  # fmt: skip
-    t0 = time.perf_counter()
+    cpu = {}
+    t0, c0 = time.perf_counter(), time.process_time()
     olds = [old.forecast_subject(model, tok, table, when, **kw) for table, when in tables]
-    t_old = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_old, cpu["old"] = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     news = forecast_points(model, tok, tables, **kw)
-    t_new = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    t_new, cpu["new"] = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
     early = forecast_points(model, tok, tables, ci_width=args.ci_width, **kw)
-    t_early = time.perf_counter() - t0
+    t_early, cpu["early_stop"] = time.perf_counter() - t0, time.process_time() - c0
     n = len(points)
     overlap = total = 0
     for a, b in zip(olds, news):
@@ -94,6 +96,7 @@ def main() -> None:
             overlap += oa.ci_low <= ob.ci_high and ob.ci_low <= oa.ci_high
     result.update({
         "old_s_per_point": t_old / n, "new_s_per_point": t_new / n, "early_stop_s_per_point": t_early / n,
+        "cpu_s_per_point": {k: v / n for k, v in cpu.items()}, "load_average": os.getloadavg(),
         "speedup": t_old / t_new, "speedup_early_stop": t_old / t_early,
         "early_stop_mean_samples": sum(f.samples for f in early) / n, "ci_width": args.ci_width,
         "intervals_overlapping": f"{overlap}/{total}",
@@ -106,6 +109,8 @@ def main() -> None:
     print(f"  new path (batched):       {t_new / n:.3f} s/point  = {t_old / t_new:.1f}x")
     print(f"  new + early stop ({args.ci_width}): {t_early / n:.3f} s/point  = {t_old / t_early:.1f}x "
           f"({result['early_stop_mean_samples']:.1f} samples/point)")  # fmt: skip
+    print(f"  CPU seconds per point: old {cpu['old'] / n:.3f}, new {cpu['new'] / n:.3f}, early stop {cpu['early_stop'] / n:.3f}"
+          f" (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")  # fmt: skip
     print(f"  95% intervals overlapping old vs new: {overlap}/{total}; stop reasons old {result['stop_reasons_old']} "
           f"new {result['stop_reasons_new']}")  # fmt: skip
     write_result("fm_zeroshot", result)

@@ -282,7 +282,7 @@ def sample_points(
     outcomes: Sequence[str] = (),
     ci_width: float | None = None,
     round_size: int = 16,
-    max_rows: int = 256,
+    max_rows: int = 512,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Futures]:
     """Futures of many prediction points, batched across points (at most ``max_rows`` futures per batch).
@@ -425,7 +425,7 @@ def forecast_points(
     top_k: int | None = None,
     descriptions: dict[str, str] | None = None,
     ci_width: float | None = None,
-    max_rows: int = 256,
+    max_rows: int = 512,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Forecast]:
     """Forecasts of (subject table, prediction time) points, their rollouts batched across points.
