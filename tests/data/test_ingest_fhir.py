@@ -58,9 +58,11 @@ def run(path: Path, chunk_bytes: int = fhir.DEFAULT_CHUNK_BYTES) -> Converted:
                     )
                 )
             out.tables += batch.event_tables or []
-            out.quarantine += [tuple(r.values()) for r in batch.quarantine.to_pylist()]
+            rows = batch.quarantine.to_pylist()
+            out.quarantine += [(r["source_file"], r["table"], r["locator"], r["reason"]) for r in rows]
             for table, c in batch.counts.items():
                 out.counts.setdefault(table, RecordCounts()).add(c)
+                assert c.quarantined == sum(r["records"] for r in rows if r["table"] == table), table
             out.descriptions.update(batch.code_descriptions)
     assert all(c.balanced for c in out.counts.values()), out.counts
     return out
@@ -511,7 +513,8 @@ def test_non_event_types_are_converted_without_events(tmp_path):
 
 
 def test_subject_references_in_every_accepted_form(tmp_path):
-    refs = ["Patient/p1", "urn:uuid:p1", "https://fhir.example.org/r4/Patient/p1", "Patient/p1/_history/3"]
+    # An absolute URL is another server's patient unless a Bundle entry's fullUrl names it (issue 18): never merged.
+    refs = ["Patient/p1", "urn:uuid:p1", "Patient/p1/_history/3", "https://fhir.example.org/r4/Patient/p1"]
     path = ndjson(
         tmp_path,
         *[
@@ -524,7 +527,9 @@ def test_subject_references_in_every_accepted_form(tmp_path):
             for r in refs
         ],
     )
-    assert [e[0] for e in run(path).events] == [P1] * 4
+    out = run(path)
+    assert [e[0] for e in out.events] == [P1] * 3
+    assert len(out.quarantine) == 1 and "another server" in str(out.quarantine[0])
 
 
 # --- bad records: each gives exactly one quarantine row and no events ------------------------------------

@@ -38,7 +38,7 @@ def test_bad_rows_and_files_are_quarantined(tmp_path):
         "numeric_value": pa.array([None, None, 1.1], pa.float32()),
     })  # fmt: skip
     pq.write_table(good, src / "data" / "0.parquet")
-    pq.write_table(pa.table({"patient": [1], "code": ["X"]}), src / "data" / "1.parquet")
+    pq.write_table(pa.table({"patient": [1, 2, 3], "code": ["X", "Y", "Z"]}), src / "data" / "1.parquet")
     (src / "data" / "2.parquet").write_bytes(b"not parquet at all")
     out = tmp_path / "out"
     summary = build_dataset(meds.plan(src), out)
@@ -51,5 +51,8 @@ def test_bad_rows_and_files_are_quarantined(tmp_path):
     assert q[1]["reason"] == "subject_id null is not an int64"
     assert "missing required MEDS column(s) ['subject_id', 'time']" in q[2]["reason"]
     assert "not a readable Parquet file" in q[3]["reason"]
-    assert summary.reconciliation["data"].as_dict() == {"read": 5, "converted": 1, "quarantined": 4}
+    # a refused file is one row standing for its rows (3); an unreadable one for the one record it is known to hold
+    assert [r["records"] for r in q] == [1, 1, 3, 1]
+    assert summary.reconciliation["data"].as_dict() == {"read": 7, "converted": 1, "quarantined": 6}
+    assert summary.quarantined == 6
     assert pl.read_parquet(out / "data")["code"].to_list() == ["GENDER//F"]

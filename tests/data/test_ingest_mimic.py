@@ -58,7 +58,7 @@ def convert_table(root: Path, table: str, chunk_rows: int = mimic.DEFAULT_CHUNK_
     events = pa.concat_tables([o.events for o in outs])
     quarantine = pa.concat_tables([o.quarantine for o in outs])
     assert set(quarantine.column("table").to_pylist()) <= {table}
-    assert counts.quarantined == quarantine.num_rows or "header" in quarantine.column("locator").to_pylist()
+    assert counts.quarantined == sum(quarantine.column("records").to_pylist())  # one meaning for every row
     return Converted(
         events=[tuple(r.values()) for r in events.to_pylist()],
         quarantine=list(
@@ -603,7 +603,7 @@ def test_unreadable_and_header_only_files(tmp_path):
     broken = convert_table(tmp_path, "hosp/patients")
     assert broken.events == [] and len(broken.quarantine) == 1
     locator, reason = broken.quarantine[0]
-    assert locator in ("file", "header") and reason.startswith("hosp/patients.csv.gz: ")
+    assert locator == "file" and reason.startswith("hosp/patients.csv.gz: cannot read the header: EOFError")
     assert broken.counts.balanced
     empty = convert_table(tmp_path, "hosp/omr")
     assert empty.events == [] and empty.quarantine == []
@@ -629,7 +629,12 @@ def test_plan_tasks_only_known_tables_and_names_the_rest(tmp_path):
     assert all(t.option("chunk_rows") == 1000 for t in plan.tasks)
     # gzip inputs count at their estimated uncompressed size when planning shards
     assert plan.input_bytes == GZIP_EXPANSION * sum((root / f"{t.table}.csv.gz").stat().st_size for t in plan.tasks)
-    assert plan.ignored_files == ["hosp/d_labitems.csv.gz", "hosp/notes.txt", "hosp/pharmacy.csv.gz", "icu/caregiver.csv.gz"]
+    assert plan.not_converted == {
+        "hosp/d_labitems.csv.gz": "dictionary: read for the labels of lab item ids, no events",
+        "hosp/notes.txt": "not a CSV(.gz) table file",
+        "hosp/pharmacy.csv.gz": mimic.NOT_CONVERTED["hosp/pharmacy"],
+        "icu/caregiver.csv.gz": "caregiver ids only, no patient events",
+    }
     ignored = sorted(p.relative_to(root).as_posix() for p in mimic.find_tables(root).ignored)
     assert ignored == [
         "hosp/d_labitems.csv.gz",
@@ -699,6 +704,8 @@ def test_demo_event_counts_per_table(demo):
         "icu/inputevents",
         "icu/outputevents",
         "icu/procedureevents",
+        "icu/ingredientevents",
+        "icu/datetimeevents",
     ):
         assert n(one_event_per_row) == source_rows(one_event_per_row).height, one_event_per_row
     assert n("hosp/emar") == source_rows("hosp/emar")["medication"].is_not_null().sum()
@@ -717,6 +724,8 @@ def test_demo_event_counts_per_table(demo):
         events.filter(pl.col("code") == "MEDS_DEATH").height
         == patients["dod"].is_not_null().sum() - in_hospital
     )
+    recorded = demo["icu/datetimeevents"][0]  # the recorded date is kept as text, the event sits at charttime
+    assert recorded["text_value"].null_count() == 0 and recorded["numeric_value"].null_count() == recorded.height
     diagnoses = demo["hosp/diagnoses_icd"][0]
     assert diagnoses["code"].str.contains(r"^ICD(9|10)CM//[A-Z0-9]{3,4}(\.[A-Z0-9]{1,4})?$").all()
     assert demo["hosp/labevents"][0]["numeric_value"].is_not_null().sum() == (
@@ -735,6 +744,12 @@ def test_demo_builds_a_meds_dataset_with_two_workers(tmp_path):
         assert c["read"] == source_rows(table).height, table
         assert c["read"] == c["converted"] + c["quarantined"], table
     assert summary.balanced and summary.subjects == 100
+    # every demo file is either converted or listed with the reason it is not
+    files = {p.relative_to(MIMIC_DEMO).as_posix() for p in MIMIC_DEMO.glob("*/*.csv.gz")}
+    converted = {f"{t}.csv.gz" for t in reconciliation}
+    assert set(meta["clinfm"]["not_converted"]) == files - converted
+    assert {"hosp/pharmacy.csv.gz", "hosp/poe.csv.gz", "hosp/emar_detail.csv.gz"} <= set(meta["clinfm"]["not_converted"])
+    assert {"icu/datetimeevents", "icu/ingredientevents"} <= set(reconciliation)
     quarantine = pl.read_parquet(tmp_path / "meds" / schema.QUARANTINE_FILE)
     assert (
         quarantine.height

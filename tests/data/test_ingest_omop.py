@@ -104,7 +104,7 @@ def test_every_kind_of_bad_record_is_quarantined_with_its_reason(tmp_path):
         visit_occurrence="visit_occurrence_id,person_id,visit_concept_id,visit_start_date,visit_end_date\n"
         "7,1,9201,2020-02-10,2020-02-01\n",  # ends before it starts
         death="person_id,death_date\n2,1969-06-01\n",  # before the birth in 1970
-        measurement="person_id,measurement_date\n1,2020-01-01\n",  # missing required columns
+        measurement="person_id,measurement_date\n1,2020-01-01\n1,2020-01-02\n1,2020-01-03\n",  # missing columns
     )
     out = tmp_path / "meds"
     summary = build_dataset(omop.plan(csv_dir=cdm), out)
@@ -116,10 +116,14 @@ def test_every_kind_of_bad_record_is_quarantined_with_its_reason(tmp_path):
     assert reasons[("condition_occurrence", "row 2 (condition_occurrence_id=2)")] == "person_id is empty (expected an integer)"
     assert "condition_concept_id '999999' is not in the concept table" in reasons[("condition_occurrence", "row 3 (condition_occurrence_id=3)")]
     assert "visit_end 2020-02-01 00:00:00 is before visit_start 2020-02-10" in reasons[("visit_occurrence", "row 1 (visit_occurrence_id=7)")]
-    assert "missing required column(s) ['measurement_id', 'measurement_concept_id']" in reasons[("measurement", "row 1")]
+    assert "missing required column(s) ['measurement_id', 'measurement_concept_id']" in reasons[("measurement", "table measurement")]
     death = reasons[("death", "subject 2")]
     assert "MEDS_DEATH at 1969-06-01 00:00:00 is before MEDS_BIRTH at 1970-01-01 00:00:00" in death
-    assert len(q) == 8
+    # a rejected table is one row standing for its 3 records; every other row is one record
+    records = {(r["table"], r["locator"]): r["records"] for r in pl.read_parquet(out / "quarantine.parquet").to_dicts()}
+    assert records.pop(("measurement", "table measurement")) == 3 and set(records.values()) == {1}
+    assert len(q) == 8 and summary.quarantined == 10 == sum(c.quarantined for c in summary.reconciliation.values())
+    assert summary.reconciliation["measurement"].as_dict() == {"read": 3, "converted": 0, "quarantined": 3}
     recon = {t: c.as_dict() for t, c in summary.reconciliation.items()}
     assert recon["condition_occurrence"] == {"read": 5, "converted": 2, "quarantined": 3}
     assert recon["person"] == {"read": 4, "converted": 2, "quarantined": 2}
@@ -129,7 +133,7 @@ def test_every_kind_of_bad_record_is_quarantined_with_its_reason(tmp_path):
     assert "CONDITION_OCCURRENCE_SOURCE//LOCAL42" in codes and "MEDS_DEATH" not in codes
     meta = json.loads((out / "metadata/dataset.json").read_text())
     assert meta["clinfm"]["reconciliation"]["condition_occurrence"]["quarantined"] == 3
-    assert meta["clinfm"]["row_counts"]["quarantined"] == 8
+    assert meta["clinfm"]["row_counts"]["quarantined"] == 10  # source records, as the reconciliation counts
 
 
 def test_eunomia_counts_reconcile_with_the_source_tables(eunomia_meds):
@@ -147,6 +151,10 @@ def test_eunomia_counts_reconcile_with_the_source_tables(eunomia_meds):
     assert events.filter(pl.col("code") == "MEDS_BIRTH").height == 2694
     assert events.height == meta["row_counts"]["events"] >= n_conditions
     assert validate_dataset(eunomia_meds).subjects == 2694
+    # every other Eunomia table is listed with why it is not converted
+    tables = {r[0].lower() for r in con.execute("SHOW TABLES").fetchall()}
+    assert set(meta["not_converted"]) == tables - set(omop.TABLES) - {"concept"} and len(meta["not_converted"]) == 28
+    assert meta["not_converted"]["observation_period"].startswith("observation spans")
 
 
 def _digest(folder: Path) -> dict[str, str]:

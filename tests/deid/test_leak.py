@@ -28,7 +28,11 @@ def _note(first: str, last: str, mrn: str, phone: str) -> str:
         f"Mr. {last} is a man admitted with chest pain. His daughter called from {phone}.\n"
         "Seen by Dr. Okonkwo-Bramble on March 15, 2019. He lives at 41 Larchmont Terrace, Springfield, MA 01109.\n"
         "Plan: metformin 500 mg bid, follow up in 2 weeks. K 4.1, Cr 1.0.\n"
-        "Electronically signed by: Priscilla Vandermolen, MD 03/18/2019 14:02"
+        "Electronically signed by: Priscilla Vandermolen, MD 03/18/2019 14:02\n"
+        # shapes from real notes: compact dates, labelled fields, shorthand and signatures in capitals
+        f"DOB 09JUL1956. Unit No.: 0012 3456. Subscriber ID: XJH 8844 21907. SSN (last 4): 6789.\n"
+        "dtr suzette called, dr vasquez aware. MA plate 7KX-P219. palm-vein template PV-88213-A.\n"
+        "QUIET NIGHT FOR PT.     EARL N. RAND, RRT  "
     )
 
 
@@ -36,6 +40,7 @@ PLANTED_STRINGS = [
     "Johnathan", "Quarterman", "Evangeline", "Whitcombe", "48213377", "73920164", "555-0143", "555-0199",
     "Okonkwo-Bramble", "Vandermolen", "Larchmont", "03/14/2019", "03/18/2019", "March 15, 2019", "2019-03-14",
     "1956-07-09", "1931-02-03", "918273645", "827364519",
+    "09JUL1956", "0012 3456", "XJH 8844 21907", "6789", "suzette", "vasquez", "7KX-P219", "PV-88213-A", "RAND",
 ]  # fmt: skip
 
 

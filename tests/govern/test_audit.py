@@ -76,7 +76,7 @@ def test_a_cut_tail_is_named(db):
     with _raw(db) as conn:
         conn.execute("DELETE FROM audit_log WHERE seq >= 5")
     result = verify_chain(db=db)
-    assert result.problem == "missing" and result.seq == 5
+    assert result.problem == "truncated" and result.seq == 5
 
 
 def test_swapped_rows_are_named(db):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from clinfm.reasoning.answer_model import EXACT
 from clinfm.reasoning.differential import contributions, differential, log_posterior, normalize, parse_answer
 from clinfm.reasoning.knowledge import load_knowledge_base
 
@@ -18,7 +19,7 @@ def _answers(kb, **values):
 
 
 def test_posterior_matches_hand_computed_bayes(toy_kb):
-    dx = differential(_answers(toy_kb, E_1=True, E_2="no"), kb=toy_kb)
+    dx = differential(_answers(toy_kb, E_1=True, E_2="no"), kb=toy_kb, model=EXACT)
     # prior x P(E_1 yes) x P(E_2 no): Alpha .5*.9*.8 = .36, Beta .3*.1*.2 = .006, Gamma .2*.5*.5 = .05
     expected = {"Alpha": 0.36 / 0.416, "Beta": 0.006 / 0.416, "Gamma": 0.05 / 0.416}
     got = {c.pathology: c.probability for c in dx.candidates}
@@ -29,32 +30,34 @@ def test_posterior_matches_hand_computed_bayes(toy_kb):
 
 def test_no_single_answer_zeroes_a_pathology(toy_kb):
     # E_5 has P = 0 for every pathology and E_4 is 0 for Beta: clipped to eps, never zero.
-    post = normalize(log_posterior(toy_kb, _answers(toy_kb, E_5=True)))
+    post = normalize(log_posterior(toy_kb, _answers(toy_kb, E_5=True), model=EXACT))
     assert (post > 0).all()
-    post = normalize(log_posterior(toy_kb, _answers(toy_kb, E_4=["V_1"])))
+    post = normalize(log_posterior(toy_kb, _answers(toy_kb, E_4=["V_1"]), model=EXACT))
     eps = toy_kb.eps
     beta = 0.3 * eps / (0.5 * (1 - eps) + 0.3 * eps + 0.2 * (1 - eps))
     assert post[toy_kb.pathology_index["Beta"]] == pytest.approx(beta, rel=1e-9)
 
 
-def test_categorical_default_value_carries_no_information(toy_kb):
-    prior = normalize(toy_kb.log_prior)
-    post = normalize(log_posterior(toy_kb, _answers(toy_kb, E_4="nowhere")))
-    assert post == pytest.approx(prior)
+def test_categorical_default_value_counts_against_the_pathologies_listing_the_question(toy_kb):
+    # E_4 ("where is the pain", default "nowhere") is listed by Alpha and Gamma: a pain that is somewhere for them
+    eps = toy_kb.eps
+    post = normalize(log_posterior(toy_kb, _answers(toy_kb, E_4="nowhere"), model=EXACT))
+    z = 0.5 * eps + 0.3 * (1 - eps) + 0.2 * eps
+    assert post == pytest.approx([0.5 * eps / z, 0.3 * (1 - eps) / z, 0.2 * eps / z], rel=1e-9)
     with pytest.raises(ValueError, match="E_4"):
         parse_answer(toy_kb, "E_4", ["V_9"])
 
 
 def test_findings_for_and_against_are_log_likelihood_ratios(toy_kb):
     answers = _answers(toy_kb, E_1=True, E_2=False)
-    lp = log_posterior(toy_kb, answers)
-    llr = contributions(toy_kb, answers, lp, toy_kb.pathology_index["Alpha"])
+    lp = log_posterior(toy_kb, answers, model=EXACT)
+    llr = contributions(toy_kb, answers, lp, toy_kb.pathology_index["Alpha"], EXACT)
     post = normalize(lp)
     w_beta, w_gamma = post[1] / (post[1] + post[2]), post[2] / (post[1] + post[2])
     assert llr[0] == pytest.approx(math.log(0.9) - math.log(w_beta * 0.1 + w_gamma * 0.5))
-    alpha = differential(answers, kb=toy_kb).candidates[0]
+    alpha = differential(answers, kb=toy_kb, model=EXACT).candidates[0]
     assert alpha.findings_for[0].evidence_id == "E_1" and alpha.findings_for[0].log_likelihood_ratio > 0
-    beta = next(c for c in differential(answers, kb=toy_kb).candidates if c.pathology == "Beta")
+    beta = next(c for c in differential(answers, kb=toy_kb, model=EXACT).candidates if c.pathology == "Beta")
     assert {f.evidence_id for f in beta.findings_against} == {"E_1", "E_2"}  # yes to 0.1, no to 0.8
 
 

@@ -20,7 +20,7 @@ from clinfm.serve.backends import Attribution, Estimate, Forecast, ForecastQuery
 
 FULL_SCOPES = [
     "system/RiskAssessment.rs", "system/Model.r", "system/ClinicalImpression.cru", "system/DetectedIssue.rs",
-    "system/Patient.r",
+    "system/Patient.r", "system/Assist.c",
 ]  # fmt: skip
 
 
@@ -64,10 +64,6 @@ class Keys:
 def governance(request, tmp_path_factory, eunomia_meds):
     """The governance store behind the API: every API test runs on SQLite and on PostgreSQL (a throwaway
     server; those runs skip, saying why, where none can be started)."""
-    from clinfm.govern import access as A
-    from clinfm.govern.db import ApiKey, ModelVersionRecord, session_scope
-    from clinfm.govern.registry import register_model
-
     home = tmp_path_factory.mktemp("govern")
     db = f"sqlite:///{home / 'registry.db'}"
     if request.param == "postgresql":
@@ -77,6 +73,16 @@ def governance(request, tmp_path_factory, eunomia_meds):
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute("CREATE DATABASE serve_tests")
         db = server.rsplit("/", 1)[0] + "/serve_tests"
+    return build_governance(db, home, eunomia_meds)
+
+
+def build_governance(db: str, home: Path, eunomia_meds: Path) -> dict:
+    """Organizations demo/other/quiet, keys of every kind, and fm-test registered (general for demo, silent
+    for quiet) in the database at ``db``."""
+    from clinfm.govern import access as A
+    from clinfm.govern.db import ApiKey, ModelVersionRecord, session_scope
+    from clinfm.govern.registry import register_model
+
     for org in ("demo", "other", "quiet"):
         A.create_organization(org, actor="test", db=db)
         A.create_service_account(org, "svc", actor="test", db=db)

@@ -254,7 +254,7 @@ def test_body_limit_and_problem_documents(app_factory, governance):
         assert_problem(c.post("/v1/predict", content=b"{not json", headers={**h, "content-type": "application/json"}), 400)
 
 
-def test_production_refuses_unsafe_settings(tmp_path):
+def test_production_refuses_unsafe_settings(tmp_path, monkeypatch):
     from pydantic import ValidationError
 
     from clinfm.serve.settings import ServeSettings
@@ -269,6 +269,16 @@ def test_production_refuses_unsafe_settings(tmp_path):
     good.write_text(os.urandom(32).hex())
     with pytest.raises(ValidationError, match="open CORS"):
         ServeSettings(env="production", tenant_secret_file=good, cors_origins=["*"])
+    monkeypatch.delenv("CLINFM_AUDIT_KEY", raising=False)
+    monkeypatch.delenv("CLINFM_AUDIT_KEY_FILE", raising=False)
+    with pytest.raises(ValidationError, match="CLINFM_AUDIT_KEY"):
+        ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
+    monkeypatch.setenv("CLINFM_AUDIT_KEY", os.urandom(32).hex())
+    with pytest.raises(ValidationError, match="CLINFM_AUDIT_SIGNING_KEY_FILE"):
+        ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
+    from clinfm.govern.audit_keys import generate_keys
+
+    monkeypatch.setenv("CLINFM_AUDIT_SIGNING_KEY_FILE", str(generate_keys(tmp_path / "keys")[1]))
     ok = ServeSettings(env="production", tenant_secret_file=good, cors_origins=["https://ehr.example.org"])
     assert ok.cookie_secure
 
@@ -286,6 +296,23 @@ def test_ddx_session_flow(client, governance):
     assert after.status_code == 200 and len(after.json()["state"]["answers"]) >= 1
     assert client.get(f"/v1/ddx/sessions/{sid}", headers=h).json()["state"]["answers"] == after.json()["state"]["answers"]
     assert_problem(client.post(f"/v1/ddx/sessions/{sid}/answers", json={"evidence": "NOPE", "value": True}, headers=h), 422)
+
+
+def test_ddx_session_reads_the_record_and_takes_clinician_overrides(client, governance, subject_id):
+    h = bearer(governance["keys"].full)
+    r = client.post("/v1/ddx/sessions", json={"subject_id": subject_id, "initial_evidence": "E_53", "budget": 15}, headers=h)
+    assert r.status_code == 201, r.text
+    sid, st = r.json()["session_id"], r.json()["state"]
+    record = [a for a in st["answers"] if a["source"] == "record"]
+    assert record and all(a["record_codes"] and a["present"] for a in record)  # the Eunomia subject's SNOMED codes
+    assert st["sex"] in ("female", "male") and st["answer_model"].startswith("am-")  # sex from the record, fitted model
+    assert st["next_question"]["evidence_id"] not in {a["evidence_id"] for a in record}
+    first = record[0]["evidence_id"]
+    over = client.post(f"/v1/ddx/sessions/{sid}/answers", json={"evidence": first, "value": False, "source": "clinician"},
+                       headers=h).json()["state"]  # fmt: skip
+    mine = [a for a in over["answers"] if a["evidence_id"] == first]
+    assert len(mine) == 1 and mine[0]["source"] == "clinician" and mine[0]["present"] is False
+    assert_problem(client.post("/v1/ddx/sessions", json={"subject_id": 987654321}, headers=h), 404)
 
 
 def test_model_card(client, governance):

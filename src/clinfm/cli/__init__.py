@@ -16,6 +16,7 @@ module          commands
 ``batch``       ``embed``, ``score``
 ``monitor``     ``monitor replay|report``, ``retrain``
 ``serve``       ``serve``
+``assist``      ``ask``
 ``demo``        ``demo``
 ==============  ============================================================
 
@@ -31,7 +32,7 @@ from typing import Annotated
 import typer
 
 from clinfm import __version__
-from clinfm.cli import batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve, synth
+from clinfm.cli import assist, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve, synth
 from clinfm.cli.common import console
 
 app = typer.Typer(
@@ -55,7 +56,7 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _group in (ingest, synth, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo):
+for _group in (ingest, synth, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist):
     _group.register(app)
 
 __all__ = ["app"]

@@ -92,7 +92,7 @@ def score(
         with progress_bar("score", "shards") as update:
             frame = score_dataset(ref, path, out, task=load_task(task) if task else None, cohort=where,
                                   samples=samples, seed=seed, engine=engine, progress=update, actor=actor)  # fmt: skip
-    mean = f", mean score {frame['score'].mean():.3f}" if frame.height else ""
+    mean = f", mean score {frame['score'].to_numpy().mean():.3f}" if frame.height else ""
     console.print(f"{frame.height:,} scores of {frame['subject_id'].n_unique():,} subjects{mean} in [cyan]{out}[/cyan]")
 
 

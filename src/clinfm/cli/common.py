@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clinfm.engine import Engine, EngineKind, ProgressFn
+from clinfm.engine import Engine, EngineKind
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -40,8 +40,12 @@ def errors_exit(*kinds: type[BaseException], code: int = 2) -> Iterator[None]:
         raise typer.Exit(code) from exc
 
 
+Update = Callable[[int, "int | None"], None]
+"""``update(done, total)``; a ``total`` of None leaves the bar's length open."""
+
+
 @contextmanager
-def progress_bar(label: str, unit: str, total: int | None = None) -> Iterator[ProgressFn]:
+def progress_bar(label: str, unit: str, total: int | None = None) -> Iterator[Update]:
     """A rich progress bar on stderr; yields ``update(done, total)``."""
     with Progress(
         TextColumn(f"[bold]{label}[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),

@@ -68,6 +68,11 @@ def demo(
     key, card_paths = _govern(run_dir, deid_dir, validation)
     made += [("Model card", card_paths.get("html", "")), ("Registry and audit log", os.environ["CLINFM_HOME"])]
 
+    console.rule("[bold]7. Ask the embedded clinical assistant about the demo patient (verified, cited)")
+    from clinfm.cli.assist import demo_question
+
+    demo_question(deid_dir, sid)
+
     console.rule("[bold green]Done")
     for label, path in made:
         console.print(f"{label + ':':<48} [cyan]{path}[/cyan]")
@@ -174,7 +179,7 @@ def _serve(deid_dir: Path, run_dir: Path, secret_file: Path, key: str, port: int
     settings = ServeSettings(dataset_path=deid_dir, dataset_org="demo", model_run_dir=run_dir,
                              tenant_secret_file=secret_file, data_dir=deid_dir.parent / "serve-data")  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    console.rule("[bold]7. Serving (Ctrl-C to stop)")
+    console.rule("[bold]8. Serving (Ctrl-C to stop)")
     console.print(f"Web page:  [cyan]{base}/[/cyan]  (log in with the API key)\nAPI docs:  [cyan]{base}/docs[/cyan]\n"
                   f"API key:   [bold]{key}[/bold]\nA patient: [bold]{sid}[/bold] (pseudonymous id to type on the web page)\nTry:       curl -H 'Authorization: Bearer {key}' {base}/v1/models")  # fmt: skip
     run("127.0.0.1", port, settings)

@@ -91,7 +91,7 @@ def registry_promote(
 
     with govern_errors():
         try:
-            v = promote(version_id, to, actor, reason)
+            v = promote(version_id, to, actor, reason, registered_actor=True)
         except GateError as exc:  # a refusal (exit 1) is not an error in the request (exit 2)
             err.print(f"[red]refused:[/red] {exc}")
             raise typer.Exit(1) from exc
@@ -112,16 +112,35 @@ def card(
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit hash chain; name the first altered, missing or reordered entry."""
+def audit_verify(
+    checkpoints: Annotated[Path | None, typer.Option("--checkpoints", help="Signed checkpoint file (default: CLINFM_AUDIT_CHECKPOINTS or <CLINFM_HOME>/audit-checkpoints.jsonl).")] = None,
+) -> None:
+    """Recompute the keyed audit chain and hold it against the signed checkpoints; name the first bad entry."""
     from clinfm.govern import verify_chain
 
-    result = verify_chain()
+    result = verify_chain(checkpoints=checkpoints)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning[/yellow]: {warning}")
     if result.ok:
-        console.print(f"[green]audit chain intact[/green]: {result.entries:,} entries")
+        anchor = f", signed checkpoint at seq {result.checkpoint_seq}" if result.checkpoint_seq else ""
+        console.print(f"[green]audit chain intact[/green]: {result.entries:,} entries{anchor}")
         return
-    err.print(f"[red]audit chain broken[/red] at entry {result.seq} ({result.problem}): {result.message}")
+    where = f" at entry {result.seq}" if result.seq is not None else ""
+    err.print(f"[red]audit chain broken[/red]{where} ({result.problem}): {result.message}")
     raise typer.Exit(1)
+
+
+@audit_app.command("init-keys")
+def audit_init_keys(
+    directory: Annotated[Path, typer.Argument(help="Where to write audit.key, audit-signing.pem and .pub (mode 0600).")],
+) -> None:
+    """Create the audit chain's MAC key and checkpoint signing key (point CLINFM_AUDIT_KEY_FILE and
+    CLINFM_AUDIT_SIGNING_KEY_FILE at them; give auditors only the .pub)."""
+    from clinfm.govern.audit_keys import AuditKeyError, generate_keys
+
+    with errors_exit(AuditKeyError):
+        mac, signing, pub = generate_keys(directory)
+    console.print(f"Wrote {mac}, {signing} (keep both secret) and {pub} (for auditors)")
 
 
 @access_app.command("create-org")
@@ -149,22 +168,41 @@ def access_create_user(
     console.print(f"User [bold]{username}[/bold] in {org} with roles {', '.join(role)}")
 
 
+MAX_RATE = 100_000  # govern.access.MAX_RATE_PER_MINUTE
+"""The most requests a minute a key may be granted (more is a typo, and no server serves it)."""
+
+
 @access_app.command("create-key")
 def access_create_key(
     org: Annotated[str, typer.Argument()],
     username: Annotated[str, typer.Argument()],
     scope: Annotated[list[str], typer.Option("--scope", help="SMART v2 scope, e.g. system/RiskAssessment.rs")],
-    rate: Annotated[int, typer.Option(help="Requests per minute.")] = 60,
-    days: Annotated[int | None, typer.Option(help="Expires after this many days.")] = None,
+    rate: Annotated[int, typer.Option(help="Requests per minute (1 to 100,000).", min=1, max=MAX_RATE)] = 60,
+    days: Annotated[int | None, typer.Option(help="Expires after this many days (1 to 3,650; omit for no expiry).", min=1, max=3650)] = None,
     actor: ActorOpt = "cli",
 ) -> None:
     """Create an API key; it is printed once and stored only as a salted hash."""
     from clinfm.govern import create_api_key
 
-    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days) if days else None
+    expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days) if days is not None else None
     with govern_errors():
         issued = create_api_key(org, username, scope, actor=actor, rate_per_minute=rate, expires_at=expires)
     console.print(f"API key (shown once, store it now): [bold]{issued.key}[/bold]\nkey id: {issued.key_id}")
+
+
+@access_app.command("revoke-key")
+def access_revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key id (the part after cfm_, before the secret).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the audit log; never name a patient).")],
+    org: Annotated[str | None, typer.Option("--org", help="Only look in this organization.")] = None,
+    actor: ActorOpt = "cli",
+) -> None:
+    """Revoke an API key for good (servers stop accepting it within their 30 s key cache)."""
+    from clinfm.govern import revoke_api_key
+
+    with govern_errors():
+        revoke_api_key(key_id, actor=actor, reason=reason, org=org)
+    console.print(f"API key {key_id} revoked")
 
 
 def register(app: typer.Typer) -> None:

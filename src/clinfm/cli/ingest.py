@@ -35,8 +35,7 @@ def run_ingest(make_plan: Callable[[], SourcePlan], opts: IngestOptions, run: En
             err.print(f"[red]error:[/red] {exc}\nThe previous dataset at {opts.out} (if any) is unchanged.")
             raise typer.Exit(1) from exc
     render.reconciliation(summary)
-    if plan.ignored_files:
-        console.print(f"[dim]Not converted (known, no events by design): {', '.join(plan.ignored_files)}[/dim]")
+    render.not_converted(plan.not_converted)
     return summary
 
 

@@ -48,9 +48,9 @@ def monitor_report_cmd(
         console.print(f"[red]{inc.id}[/red] {inc.title}: {inc.start[:10]} to {inc.end[:10]}, "
                       f"{len(inc.windows)} window(s), peak {inc.peak.message}")  # fmt: skip
     b = summary.budget
+    rate = f" ({b.per_year:.2f} a year, budget {b.budget_per_year:g}{', OVER BUDGET' if b.over else ''})" if b else ""
     console.print(f"{len(summary.incidents)} incident(s) from {len(summary.alerts)} alert(s) over "
-                  f"{summary.days:.0f} days ({b.per_year:.2f} a year, budget {b.budget_per_year:g}"
-                  f"{', OVER BUDGET' if b.over else ''}); page: [cyan]{out}[/cyan]")  # fmt: skip
+                  f"{summary.days:.0f} days{rate}; page: [cyan]{out}[/cyan]")  # fmt: skip
     if attach:
         attach_summary(model, summary)
         console.print(f"Attached the monitoring summary to {model}")

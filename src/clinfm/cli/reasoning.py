@@ -14,16 +14,33 @@ from clinfm.cli.common import console, errors_exit
 def ddx(
     kb_path: Annotated[Path | None, typer.Option("--kb", help="DDXPlus-format knowledge base folder (default: $CLINFM_DDXPLUS_DIR, else the packaged copy).")] = None,
     budget: Annotated[int | None, typer.Option(help="Ask at most this many questions.")] = 15,
-    threshold: Annotated[float, typer.Option(help="Stop when the top diagnosis reaches this probability.")] = 0.9,
+    threshold: Annotated[float | None, typer.Option(
+        help="Stop when the calibrated top probability reaches this (default: the answer model's).")] = None,
+    record: Annotated[Path | None, typer.Option(help="MEDS dataset folder holding the patient's record.")] = None,
+    subject: Annotated[int | None, typer.Option(help="Subject id in --record: its antecedents count as findings.")] = None,
+    answer_model: Annotated[Path | None, typer.Option(help="Answer-noise model JSON (default: the packaged one).")] = None,
 ) -> None:
     """Interactive differential diagnosis in the terminal: answer questions, watch the ranking update."""
     from pydantic import BaseModel
     from rich.prompt import Prompt
 
     from clinfm.reasoning import DifferentialResult, Explanation, load_knowledge_base, run_terminal
+    from clinfm.reasoning.answer_model import load_answer_model
+    from clinfm.reasoning.record import summarize_record
 
-    with errors_exit(FileNotFoundError):
+    if (record is None) != (subject is None):
+        with errors_exit(ValueError):
+            raise ValueError("--record and --subject go together (a MEDS folder and a subject id in it)")
+    with errors_exit(FileNotFoundError, ValueError):
         kb = load_knowledge_base(kb_path)
+        model = load_answer_model(answer_model)
+        found = None
+        if record is not None and subject is not None:
+            found = summarize_record(kb, _store_subject(record, subject))
+    if found is not None:
+        console.print(f"From the record of subject {subject}: {len(found.findings)} findings"
+                      + "".join(f"\n  [green]from the record[/green] {a.question} ({', '.join(a.record_codes)})"
+                                for a in found.findings))
 
     def ask(prompt: str, options: list[str]) -> str:
         if not options:
@@ -40,7 +57,18 @@ def ddx(
         elif isinstance(model, DifferentialResult):
             console.print(render.differential(model))
 
-    run_terminal(ask, show, kb, budget=budget, confidence_threshold=threshold)
+    run_terminal(ask, show, kb, budget=budget, confidence_threshold=threshold, model=model,
+                 record=found.findings if found else None, sex=found.sex if found else None,
+                 age=found.age if found else None)
+
+
+def _store_subject(path: Path, subject_id: int):
+    from clinfm.data.store import SubjectDatabase
+
+    db = SubjectDatabase(path)
+    if subject_id not in db:
+        raise ValueError(f"subject {subject_id} is not in {path} ({len(db):,} subjects)")
+    return db[subject_id]
 
 
 def treatment_check(

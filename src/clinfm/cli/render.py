@@ -39,6 +39,18 @@ def reconciliation(summary: DatasetSummary) -> None:
         )
 
 
+def not_converted(found: dict[str, str]) -> None:
+    """What the source holds that the ingest did not turn into events, and why."""
+    if not found:
+        return
+    table = Table(title="Found and not converted to events", title_justify="left")
+    table.add_column("table / file")
+    table.add_column("why", overflow="fold")
+    for name, why in sorted(found.items()):
+        table.add_row(name, why)
+    console.print(table)
+
+
 def stats(s: dict[str, Any]) -> None:
     console.print(
         f"[bold]{s['path']}[/bold]: {s['subjects']:,} subjects, {s['events']:,} events, {s['codes']:,} codes, "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -32,6 +33,7 @@ SHARD_TARGET_BYTES = 256 * 2**20
 SPLIT_FRACTIONS = {schema.TRAIN: 0.8, schema.TUNING: 0.1, schema.HELD_OUT: 0.1}
 
 _SORT_KEYS = list(schema.EVENT_COLUMNS)
+log = logging.getLogger(__name__)
 _TABLE_COL = "_table"  # provenance of each event inside part files, dropped from the final shards
 
 
@@ -97,7 +99,7 @@ def _write_parts(out: ShardOutput, parts_dir: Path, n_buckets: int, tag: str) ->
     else:  # one table per batch: the one that converted records
         majority = max(out.counts, key=lambda t: out.counts[t].converted) if out.counts else "unknown"
         tables = pl.Series(_TABLE_COL, [majority] * events.num_rows, dtype=pl.String)
-    df = pl.from_arrow(events).with_columns(tables, (pl.col(schema.SUBJECT_ID) % n_buckets).alias("_bucket"))
+    df = schema.frame(events).with_columns(tables, (pl.col(schema.SUBJECT_ID) % n_buckets).alias("_bucket"))
     for (bucket,), part in df.partition_by("_bucket", as_dict=True).items():
         path = parts_dir / f"bucket={bucket}" / f"{tag}.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,10 +108,17 @@ def _write_parts(out: ShardOutput, parts_dir: Path, n_buckets: int, tag: str) ->
 
 
 # --- phase 2: buckets -> sorted shards -----------------------------------------------------------------
-def _merge_bucket(parts: list[Path], shard_path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _merge_bucket(parts: list[Path], shard_path: Path, subject_table: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Sort one bucket into a shard; returns (per-subject summary, rows quarantined by subject checks)."""
     df = pl.concat([pl.read_parquet(p) for p in sorted(parts)], how="vertical")
-    df, rejected = _check_birth_before_death(df)
+    checks = [_check_subject_exists(subject_table)] if subject_table else []
+    checks += [_check_one_birth, _check_birth_before_death]
+    rejected_frames = []
+    for check in checks:
+        df, bad = check(df)
+        if not bad.is_empty():
+            rejected_frames.append(bad.select(schema.SUBJECT_ID, _TABLE_COL, "_reason"))
+    rejected = pl.concat(rejected_frames) if rejected_frames else pl.DataFrame()
     df = df.sort(_SORT_KEYS, nulls_last=False, maintain_order=True)
     table = schema.events_table({c: [] for c in schema.EVENT_COLUMNS}) if df.is_empty() else None
     if table is None:
@@ -129,20 +138,43 @@ def _check_birth_before_death(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
     if bad.is_empty():
         return df, bad
     keep = joined.filter(~pl.col("_row").is_in(bad["_row"].implode())).drop("_row", "_birth")
+    reasons = [f"{schema.DEATH} at {d} is before {schema.BIRTH} at {b} for subject {s}: birth after death"
+               for s, d, b in zip(bad[schema.SUBJECT_ID], bad[schema.TIME], bad["_birth"])]  # fmt: skip
+    bad = bad.with_columns(pl.Series("_reason", reasons, dtype=pl.String))
     return keep, bad
 
 
+def _check_one_birth(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Two different birth times for one subject (duplicate Patient records that disagree): neither can be trusted,
+    so every birth event of that subject is quarantined."""
+    births = df.filter(pl.col(schema.CODE) == schema.BIRTH)
+    conflicted = births.group_by(schema.SUBJECT_ID).agg(pl.col(schema.TIME).n_unique().alias("_n")).filter(pl.col("_n") > 1)
+    if conflicted.is_empty():
+        return df, df.clear()
+    is_bad = (pl.col(schema.CODE) == schema.BIRTH) & pl.col(schema.SUBJECT_ID).is_in(conflicted[schema.SUBJECT_ID].implode())
+    bad = df.filter(is_bad).with_columns(pl.format("subject {} has conflicting birth dates from duplicate records "
+                                                   "(conflict: none kept)", schema.SUBJECT_ID).alias("_reason"))  # fmt: skip
+    return df.filter(~is_bad), bad
+
+
+def _check_subject_exists(table: str) -> Callable[[pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]]:
+    def check(df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Events of subjects with no record in ``table``: referred to, never exported."""
+        known = df.filter(pl.col(_TABLE_COL) == table)[schema.SUBJECT_ID].unique().implode()
+        is_bad = ~pl.col(schema.SUBJECT_ID).is_in(known)
+        bad = df.filter(is_bad).with_columns(pl.format(f"subject {{}} has no {table} record in the export: the "
+                                                       "reference points to a patient that does not exist here",
+                                                       schema.SUBJECT_ID).alias("_reason"))  # fmt: skip
+        return df.filter(~is_bad), bad
+
+    return check
+
+
 def _rejections_as_quarantine(bad: pl.DataFrame) -> pa.Table:
-    rows = {
-        "source_file": ["(cross-record check)"] * bad.height,
-        "table": bad[_TABLE_COL].to_list(),
-        "locator": [f"subject {s}" for s in bad[schema.SUBJECT_ID].to_list()],
-        "reason": [
-            f"{schema.DEATH} at {d} is before {schema.BIRTH} at {b} for subject {s}: birth after death"
-            for s, d, b in zip(bad[schema.SUBJECT_ID], bad[schema.TIME], bad["_birth"])
-        ],
-    }
-    return pa.Table.from_pydict(rows, schema=schema.QUARANTINE_SCHEMA)
+    return schema.quarantine_table(
+        "(cross-record check)", bad[_TABLE_COL].to_list(), [f"subject {s}" for s in bad[schema.SUBJECT_ID].to_list()],
+        bad["_reason"].to_list(),
+    )  # fmt: skip
 
 
 # --- metadata ------------------------------------------------------------------------------------------
@@ -190,7 +222,7 @@ def _dataset_json(plan: SourcePlan, summary: DatasetSummary, seed: int) -> dict:
         "clinfm_version": __version__,
         "etl_time": created,
         "split_seed": seed,
-        "ignored_files": plan.ignored_files,
+        "not_converted": plan.not_converted,
         "row_counts": {
             "subjects": summary.subjects,
             "events": summary.events,
@@ -224,7 +256,7 @@ def build_dataset(
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     n_buckets = shards or max(1, math.ceil(plan.input_bytes / SHARD_TARGET_BYTES))
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp(out_dir)
     try:
         parts = tmp / "_parts"
         with engine.session():
@@ -257,9 +289,9 @@ def _assemble(
 
     (tmp / schema.DATA_DIR).mkdir()
     buckets = [b for b in (sorted((parts / f"bucket={i}").glob("*.parquet")) for i in range(n_buckets)) if b]
-    merges = [(b, tmp / schema.DATA_DIR / f"{i}.parquet") for i, b in enumerate(buckets)]
+    merges = [(b, tmp / schema.DATA_DIR / f"{i}.parquet", plan.subject_table) for i, b in enumerate(buckets)]
     subject_frames, codes, rejected = [], set(), []
-    for (per_subject, bad), (_, shard_path) in zip(engine.map(_merge_bucket, merges), merges):
+    for (per_subject, bad), (_, shard_path, _) in zip(engine.map(_merge_bucket, merges), merges):
         subject_frames.append(per_subject)
         codes |= set(pq.read_table(shard_path, columns=[schema.CODE]).column(0).unique().to_pylist())
         if not bad.is_empty():
@@ -289,7 +321,7 @@ def _assemble(
         events=int(subjects["len"].sum()) if subject_frames else 0,
         codes=len(codes),
         shards=len(subject_frames),
-        quarantined=quarantine.num_rows,
+        quarantined=quarantined_records(tmp),
         reconciliation=reconciliation,
     )
     unbalanced = {t: c.as_dict() for t, c in reconciliation.items() if not c.balanced}
@@ -299,8 +331,57 @@ def _assemble(
     return summary
 
 
+IN_PROGRESS = ".in-progress"
+"""A file in a folder being written (it holds the writer's pid): readers refuse the folder, the next run of a
+writer removes it once that pid is gone."""
+
+
+def make_temp(out_dir: Path) -> Path:
+    """A fresh hidden sibling of ``out_dir`` to assemble output in, marked in progress; stale ones left by killed
+    runs are removed first."""
+    clean_stale_temp(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    (tmp / IN_PROGRESS).write_text(str(os.getpid()))
+    return tmp
+
+
+def clean_stale_temp(out_dir: Path) -> list[Path]:
+    """Remove ``.<name>.tmp-*`` / ``.<name>.old-*`` folders beside ``out_dir`` whose writer is no longer running."""
+    removed = []
+    for folder in [*out_dir.parent.glob(f".{out_dir.name}.tmp-*"), *out_dir.parent.glob(f".{out_dir.name}.old-*")]:
+        marker = folder / IN_PROGRESS
+        try:
+            pid = int(marker.read_text().strip()) if marker.exists() else None
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and _running(pid):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+        log.info("removed %s, left by an interrupted run", folder.name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def refuse_in_progress(path: Path) -> None:
+    """Raise when ``path`` is a folder a writer has not finished (or a killed run left half-written)."""
+    if (path / IN_PROGRESS).exists() or ".tmp-" in path.name:
+        raise ValueError(f"{path} is a half-written dataset (a run still writing it, or one that was killed): "
+                         "read the finished dataset instead; the next run removes this folder")  # fmt: skip
+
+
 def replace_atomically(tmp: Path, out_dir: Path) -> None:
     """Move a completed folder into place; the previous one is removed only after the rename."""
+    (tmp / IN_PROGRESS).unlink(missing_ok=True)
     old = None
     if out_dir.exists():
         old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
@@ -311,6 +392,17 @@ def replace_atomically(tmp: Path, out_dir: Path) -> None:
 
 
 # --- validation ----------------------------------------------------------------------------------------
+def quarantined_records(path: str | Path) -> int:
+    """Source records a dataset's quarantine holds: the sum of ``records`` (a whole-table rejection is one row
+    standing for the table's row count); datasets written before that column count one per row."""
+    q = Path(path) / schema.QUARANTINE_FILE
+    if not q.exists():
+        return 0
+    if "records" not in pq.read_schema(q).names:
+        return pq.read_metadata(q).num_rows
+    return int(pl.scan_parquet(q).select(pl.col("records").sum()).collect().item() or 0)
+
+
 def validate_dataset(path: str | Path) -> DatasetSummary:
     """Check a dataset on disk against MEDS and ClinFM's own rules; raise ``ValueError`` naming the problem.
 
@@ -331,7 +423,7 @@ def validate_dataset(path: str | Path) -> DatasetSummary:
             meds.DataSchema.validate(table)
         except Exception as exc:
             raise ValueError(f"{shard} fails MEDS validation: {exc}") from exc
-        df = pl.from_arrow(table.select([schema.SUBJECT_ID, schema.TIME, schema.CODE]))
+        df = schema.frame(table.select([schema.SUBJECT_ID, schema.TIME, schema.CODE]))
         keyed = df.select(
             pl.col(schema.SUBJECT_ID), pl.col(schema.TIME).is_not_null().alias("_timed"), pl.col(schema.TIME)
         )
@@ -361,13 +453,12 @@ def validate_dataset(path: str | Path) -> DatasetSummary:
         meds.DatasetMetadataSchema(**known)
     clinfm_meta = meta.get("clinfm", {})
     reconciliation = {t: RecordCounts(**c) for t, c in clinfm_meta.get("reconciliation", {}).items()}
-    quarantine = path / schema.QUARANTINE_FILE
     return DatasetSummary(
         path=path,
         subjects=len(seen),
         events=events,
         codes=len(codes),
         shards=len(shards),
-        quarantined=pq.read_metadata(quarantine).num_rows if quarantine.exists() else 0,
+        quarantined=quarantined_records(path),
         reconciliation=reconciliation,
     )

@@ -86,5 +86,6 @@ def _splits(path: Path) -> dict[str, int]:
 
 
 def _quarantined(path: Path) -> int:
-    q = path / schema.QUARANTINE_FILE
-    return pl.scan_parquet(q).select(pl.len()).collect().item() if q.exists() else 0
+    from clinfm.data.dataset import quarantined_records
+
+    return quarantined_records(path)

@@ -35,6 +35,9 @@ class SubjectDatabase(Mapping[int, Subject]):
 
     def __init__(self, path: str | Path, cache_dir: str | Path | None = None) -> None:
         self.path = Path(path)
+        from clinfm.data.dataset import refuse_in_progress
+
+        refuse_in_progress(self.path)
         self._shards = sorted((self.path / schema.DATA_DIR).glob("*.parquet"), key=lambda p: p.name)
         if not self._shards:
             raise FileNotFoundError(f"{self.path / schema.DATA_DIR} holds no *.parquet shard: not a MEDS dataset")
@@ -93,9 +96,11 @@ class SubjectDatabase(Mapping[int, Subject]):
         return {c: d for c, d in zip(t.column(0).to_pylist(), t.column(1).to_pylist()) if d}
 
     def _position(self, subject_id: object) -> int | None:
+        if not isinstance(subject_id, int | float | str | np.integer):
+            return None
         try:
-            sid = int(subject_id)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            sid = int(subject_id)
+        except (TypeError, ValueError, OverflowError):
             return None
         pos = int(np.searchsorted(self._ids, sid))
         return pos if pos < len(self._ids) and self._ids[pos] == sid else None
@@ -128,7 +133,7 @@ def _build_cache(cache: Path, shards: list[Path]) -> None:
         with ipc.new_file(str(tmp / f"{i}.arrow"), table.schema) as writer:
             writer.write_table(table)
         runs = (
-            pl.from_arrow(table.select([schema.SUBJECT_ID]))
+            schema.frame(table.select([schema.SUBJECT_ID]))
             .with_row_index("offset")
             .group_by(schema.SUBJECT_ID, maintain_order=True)
             .agg(pl.col("offset").first(), pl.len().alias("length"))

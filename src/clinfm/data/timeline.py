@@ -59,6 +59,7 @@ def render_timeline(subject: Subject, descriptions: dict[str, str], limit: int =
     shown = timed if not limit else timed[:limit]
     last_day = None
     for e in shown:
+        assert e.time is not None  # timed events only
         day = e.time.date().isoformat()
         kind = event_kind(e.code)
         style = KIND_STYLES[kind]

@@ -15,6 +15,9 @@ default                   setting                        packaged file
 ``monitoring_policy``     ``CLINFM_MONITORING_POLICY``   ``policies/monitoring-policy.yaml``
 ``change_plan``           ``CLINFM_CHANGE_PLAN``         ``policies/change-plan.yaml``
 ``ddxplus``               ``CLINFM_DDXPLUS_DIR``         ``ddxplus/`` (CC-BY 4.0 and MIT, see its NOTICE.md)
+``ddx_answer_model``      ``CLINFM_DDX_ANSWER_MODEL``    ``ddx/answer-model.json`` (fitted by benchmarks/ddx.py)
+``ddx_record_map``        ``CLINFM_DDX_RECORD_MAP``      ``ddx/record-evidence-map.csv`` (codes -> evidences)
+``reference_ranges``      ``CLINFM_REFERENCE_RANGES``    ``assist/reference-ranges.csv`` (the assistant's lab flags)
 ========================  =============================  ==============================================
 """
 
@@ -42,6 +45,9 @@ DEFAULTS: dict[str, Default] = {
     "monitoring_policy": Default("CLINFM_MONITORING_POLICY", "policies/monitoring-policy.yaml"),
     "change_plan": Default("CLINFM_CHANGE_PLAN", "policies/change-plan.yaml"),
     "ddxplus": Default("CLINFM_DDXPLUS_DIR", "ddxplus"),
+    "ddx_answer_model": Default("CLINFM_DDX_ANSWER_MODEL", "ddx/answer-model.json"),
+    "ddx_record_map": Default("CLINFM_DDX_RECORD_MAP", "ddx/record-evidence-map.csv"),
+    "reference_ranges": Default("CLINFM_REFERENCE_RANGES", "assist/reference-ranges.csv"),
 }
 
 

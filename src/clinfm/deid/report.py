@@ -83,6 +83,7 @@ def build_report(policy: str, counts, qi: pl.DataFrame, fingerprint: str, source
             "subject_ids_pseudonymized": counts.subjects_pseudonymized,
             "event_dates_shifted": counts.events_dates_shifted,
             "event_dates_truncated_to_year": counts.events_dates_truncated_to_year,
+            "events_dropped_date_out_of_range": counts.events_dropped_date_out_of_range,
             "birth_dates_collapsed_age_over_89": counts.births_collapsed_over_89,
             "zip_codes_truncated_to_zip3": counts.zip_codes_truncated,
             "zip_codes_restricted_to_000": counts.zip_codes_zeroed_restricted,

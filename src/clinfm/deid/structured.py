@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from clinfm import schema
-from clinfm.data.dataset import replace_atomically, validate_dataset
+from clinfm.data.dataset import make_temp, replace_atomically, validate_dataset
 from clinfm.engine import LOCAL, Engine, ProgressFn
 
 log = logging.getLogger(__name__)
@@ -146,6 +145,7 @@ class DeidCounts:
     subjects_pseudonymized: int = 0
     events_dates_shifted: int = 0
     events_dates_truncated_to_year: int = 0
+    events_dropped_date_out_of_range: int = 0
     births_collapsed_over_89: int = 0
     zip_codes_truncated: int = 0
     zip_codes_zeroed_restricted: int = 0
@@ -179,6 +179,8 @@ def deidentify_shard(
     timed = pl.col(schema.TIME).is_not_null()
     counts.events_dates_shifted = int(df.select(timed.sum()).item())
     df = df.with_columns((pl.col(schema.TIME) + pl.duration(days=pl.col("_shift"))).alias(schema.TIME))
+    df, counts.events_dropped_date_out_of_range = _drop_unrepresentable(df)
+    counts.events_dates_shifted -= counts.events_dropped_date_out_of_range
 
     df, counts.births_collapsed_over_89 = _collapse_old_births(df)
     if policy == "safe-harbor":
@@ -190,6 +192,17 @@ def deidentify_shard(
         df = _scrub_text(df, scrubber, counts, policy)
     df = df.with_columns(pl.col("_pid").alias(schema.SUBJECT_ID)).drop("_pid", "_shift")
     return df.sort(list(schema.EVENT_COLUMNS), nulls_last=False, maintain_order=True), counts
+
+
+def _drop_unrepresentable(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Events whose shifted time leaves years 1..9999 (a placeholder like 9999-12-31 shifted forward): no reader can
+    hold them, and no real event is there. Dropped and counted (the source's values stay in the source)."""
+    year = pl.col(schema.TIME).dt.year()
+    bad = pl.col(schema.TIME).is_not_null() & ((year < 1) | (year > 9999))
+    n = int(df.select(bad.sum()).item())
+    if n:
+        log.warning("dropped %d events whose shifted date falls outside years 1..9999", n)
+    return (df.filter(~bad), n) if n else (df, 0)
 
 
 def _collapse_old_births(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:
@@ -310,7 +323,7 @@ def deidentify_dataset(
     shards = sorted((source / schema.DATA_DIR).glob("*.parquet"), key=lambda p: p.name)
     notes: bool | NoteScrubber = _has_text(shards) if scrubber == "default" else (scrubber or False)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    tmp = make_temp(out_dir)
     try:
         (tmp / schema.DATA_DIR).mkdir()
         args = [(str(p), str(tmp / schema.DATA_DIR / p.name), secret, policy, notes) for p in shards]

@@ -32,6 +32,7 @@ DATE_FORMATS = tuple(
         r"(?P<m>\d{1,2})(?P<s>[/.-])(?P<d>\d{1,2})(?P=s)(?P<y>\d{4}|\d{2})(?!\d)",
         r"(?P<y>\d{4})(?P<s>[/.-])(?P<m>\d{1,2})(?P=s)(?P<d>\d{1,2})(?!\d)",
         r"(?<!\d)(?P<y>(?:19|20)\d{2})(?P<m>[01]\d)(?P<d>[0-3]\d)(?!\d)",
+        rf"(?<![A-Za-z0-9])(?P<d>\d{{1,2}})(?P<mon>{_MON})(?P<y>\d{{4}}|\d{{2}})(?!\d)",  # "01MAR1922"
         rf"(?P<d>\d{{1,2}})(?P<s>[- ])(?P<mon>{_MON})\.?(?P=s)(?P<y>\d{{4}}|\d{{2}})(?!\d)",
         rf"\b(?P<mon>{_MON})\.?\s+(?P<d>\d{{1,2}})(?P<o>st|nd|rd|th)?(?:,?\s+(?P<y>\d{{4}}))?(?!\d)",
         rf"(?P<d>\d{{1,2}})(?P<o>st|nd|rd|th)?\s+(?:of\s+)?(?P<mon>{_MON})\b\.?(?:,?\s+(?P<y>\d{{4}}))?",
@@ -105,6 +106,8 @@ def shift_date(text: str, days: int) -> str | None:
         "mon": _month_name(parts.get("mon", ""), new.month),
         "o": _same_case(parts.get("o", ""), _ordinal(new.day)),
     }
+    if "mon" in parts and best.group().isalnum() and len(parts.get("d", "")) == 2:
+        values["d"] = f"{new.day:02d}"  # a compact "15MAR21" stays fixed-width
     out = best.group()
     base = best.start()
     for key in sorted(parts, key=lambda k: best.start(k), reverse=True):

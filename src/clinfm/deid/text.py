@@ -21,7 +21,10 @@ os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult
 from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NlpEngineProvider
+from spacy.language import Language
+from spacy.tokens import Doc
 
+from clinfm.deid.lexicon import clinical_words, reads_as_name
 from clinfm.deid.recognizers import clinical_recognizers
 from clinfm.deid.recognizers.address import STATE_ABBREVIATIONS, STATE_NAMES
 from clinfm.deid.recognizers.date import MONTH
@@ -56,10 +59,11 @@ PRESIDIO_LABELS = {
     "UUID": "OTHER_ID",
 }
 # Presidio's predefined recognizers we keep. Dropped: UsBank/UsLicense/UsPassport/Nhs (bare digit runs, far too
-# many false hits on lab values and MRNs), DateRecognizer and MedicalLicense (ours are stricter), MacAddress (ours).
+# many false hits on lab values and MRNs), DateRecognizer, MedicalLicense and UrlRecognizer (ours, WebAddressRecognizer, is stricter: its
+# bare-domain rule took "TODAY.FI" and "380CC.NO", sentence ends without a space, for web addresses), MacAddress.
 KEPT_PRESIDIO_RECOGNIZERS = frozenset({
     "CreditCardRecognizer", "UsSsnRecognizer", "CryptoRecognizer", "EmailRecognizer", "IbanRecognizer",
-    "IpRecognizer", "PhoneRecognizer", "UrlRecognizer", "SpacyRecognizer", "UsItinRecognizer", "UuidRecognizer",
+    "IpRecognizer", "PhoneRecognizer", "SpacyRecognizer", "UsItinRecognizer", "UuidRecognizer",
 })  # fmt: skip
 NER_RECOGNIZER = "SpacyRecognizer"
 PHONE_REGIONS = ("US", "GB", "DE", "FR", "IL", "IN", "BR")
@@ -137,8 +141,14 @@ def build_analyzer(model_name: str = SPACY_MODEL, score_threshold: float = 0.35)
         }
     ).create_engine()
     pipeline = nlp_engine.nlp["en"]
-    if "parser" in pipeline.pipe_names:
-        pipeline.disable_pipe("parser")
+    # Only the entity recognizer is used, and in the small model it has its own embedding layer (no listener on
+    # the shared tok2vec), so the shared tok2vec, tagger, parser, attribute ruler and lemmatizer are switched
+    # off: more than half of spaCy's time. Presidio's context words are matched against lower-cased tokens.
+    for name in ("parser", "tagger", "attribute_ruler", "lemmatizer", "tok2vec"):
+        if name in pipeline.pipe_names:
+            pipeline.disable_pipe(name)
+    if _LEMMA_PIPE not in pipeline.pipe_names:
+        pipeline.add_pipe(_LEMMA_PIPE, last=True)
     registry = RecognizerRegistry(supported_languages=["en"])
     registry.load_predefined_recognizers(nlp_engine=nlp_engine, languages=["en"])
     registry.recognizers = [r for r in registry.recognizers if r.name in KEPT_PRESIDIO_RECOGNIZERS]
@@ -156,6 +166,17 @@ def build_analyzer(model_name: str = SPACY_MODEL, score_threshold: float = 0.35)
         default_score_threshold=score_threshold,
         context_aware_enhancer=IndexedContextEnhancer(),
     )
+
+
+_LEMMA_PIPE = "clinfm_lower_lemma"
+
+
+@Language.component(_LEMMA_PIPE)
+def _lower_lemma(doc: Doc) -> Doc:
+    """Lower-cased text as each token's lemma: what Presidio's context enhancer compares with context words."""
+    for token in doc:
+        token.lemma_ = token.lower_
+    return doc
 
 
 @dataclass(frozen=True)
@@ -426,7 +447,7 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
             return None
         if all(w.isupper() and len(w) <= 4 for w in words) or value.lower() in NOT_NAME:
             return None
-        return start, end
+        return (start, end) if _lexicon_supports_name(words) else None
     if label == "ADDRESS":
         if (
             value.lower().strip(".") in _NOT_PLACES | NOT_NAME
@@ -434,8 +455,11 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
             or not value[:1].isupper()
         ):
             return None
-        if value.isupper() and len(value) <= 4:
-            return None
+        if value.isupper() or _uncased(value) or any(_word_core(w) in clinical_words() for w in value.split()):
+            return None  # in capitals the small model calls half the clinical words places
+        street_like = any(ch.isdigit() for ch in value) or re.match(r"[ \t,]*\d", text[end : end + 8])
+        if not (street_like or _PLACE_BEFORE.search(text, max(0, start - 24), start) or _PLACE_AFTER.match(text, end)):
+            return None  # a town is written where a place goes: "lives in X", "from X", "X, MA"
         return start, end
     if label == "DATE":
         # Durations, times and bare years ("3 days", "10:00", "2019") are not PHI: need a month and a number.
@@ -445,6 +469,27 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
         numbers = [m for m in re.finditer(rf"{MONTH}\.?|\d+(?:st|nd|rd|th)?", value)]
         return start + numbers[0].start(), start + numbers[-1].end()
     return start, end
+
+
+_PLACE_BEFORE = re.compile(
+    r"(?i:\b(?:in|from|to|at|near|of|outside|lives|living|resides|moved|born|town|city|village|county|visiting))"
+    r"[ \t]+(?:the[ \t]+)?$"
+)
+_PLACE_AFTER = re.compile(r",?[ \t]+(?:[A-Z]{2}\b|" + "|".join(STATE_NAMES) + r")")
+
+
+def _word_core(word: str) -> str:
+    return word.strip(".,;:()'’-").lower().removesuffix("'s").removesuffix("’s")
+
+
+def _uncased(value: str) -> bool:
+    letters = [ch for ch in value if ch.isalpha()]
+    return bool(letters) and (all(ch.isupper() for ch in letters) or all(ch.islower() for ch in letters))
+
+
+def _lexicon_supports_name(words: list[str]) -> bool:
+    """Whether the words of a statistical PERSON span read as a name (see `reads_as_name`)."""
+    return reads_as_name(words)
 
 
 def label_counts(spans: Iterable[Span]) -> Counter:

@@ -9,6 +9,7 @@ the database (one row per key, updated under a row lock), so every API worker pr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -234,6 +235,10 @@ def _secret_matches(secret: str, stored: str) -> bool:
     return hmac.compare_digest(got.hex(), digest)
 
 
+MAX_RATE_PER_MINUTE = 100_000
+"""The largest quota a key may get: more is a typo, not a plan."""
+
+
 def create_api_key(
     org: str,
     username: str,
@@ -247,8 +252,8 @@ def create_api_key(
     """Issue a key for ``username`` of ``org`` with SMART v2 ``scopes``; the returned ``key`` is never stored."""
     for scope in scopes:
         parse_scope(scope)
-    if rate_per_minute < 1:
-        raise ValueError(f"rate_per_minute {rate_per_minute} must be at least 1")
+    if not 1 <= rate_per_minute <= MAX_RATE_PER_MINUTE:
+        raise ValueError(f"rate_per_minute {rate_per_minute} must be within 1..{MAX_RATE_PER_MINUTE:,}")
     if expires_at is not None and expires_at <= utcnow():
         raise ValueError(f"expires_at {expires_at.isoformat()} is in the past")
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
@@ -315,15 +320,26 @@ def split_key(api_key: str) -> tuple[str, str]:
     return parts[1], parts[2]
 
 
+@functools.cache
+def _decoy_hash() -> str:
+    """A hash no secret matches, checked for unknown key ids so they cost the same slow hash as known ones."""
+    return _hash_secret(secrets.token_urlsafe(32), secrets.token_bytes(16))
+
+
 def authenticate(api_key: str, *, now: dt.datetime | None = None, db: DB = None) -> Principal:
-    """The principal of ``api_key``, or :class:`AuthenticationError` saying whether it is unknown, revoked or expired."""
+    """The principal of ``api_key``, or :class:`AuthenticationError` saying whether it is unknown, revoked or expired.
+
+    An unknown key id runs the same scrypt as a wrong secret for a known one: timing does not tell them apart.
+    """
     key_id, secret = split_key(api_key)
     now = now or utcnow()
+    _decoy_hash()  # computed once, outside any request's measured path after the first
     with session_scope(db) as session:  # not tenant-scoped: the key is what tells us the tenant
-        row = session.get(ApiKey, key_id)
+        row = session.get(ApiKey, key_id) if len(key_id) <= 32 else None
         user = session.get(User, row.user_id) if row is not None else None
     # scrypt runs after the transaction: on SQLite every transaction holds the write lock
-    if row is None or user is None or not _secret_matches(secret, row.secret_hash):
+    stored = row.secret_hash if row is not None and user is not None else _decoy_hash()
+    if not _secret_matches(secret[:256], stored) or row is None or user is None:
         raise AuthenticationError(f"unknown API key {key_id!r}")
     if row.revoked_at is not None:
         raise AuthenticationError(f"API key {key_id!r} was revoked on {row.revoked_at:%Y-%m-%d %H:%M} UTC")
@@ -428,6 +444,25 @@ def check_rate(key_id: str, *, now: float | None = None, db: DB = None) -> RateD
         allowed, tokens, retry_after = take_token(bucket.tokens, bucket.updated_at, now, key.rate_per_minute)
         bucket.tokens, bucket.updated_at = tokens, max(now, bucket.updated_at)
         return RateDecision(allowed, retry_after, tokens)
+
+
+def reserve_tokens(key_id: str, wanted: int, *, now: float | None = None, db: DB = None) -> tuple[int, float]:
+    """Take up to ``wanted`` whole tokens from the key's shared bucket: ``(granted, seconds until one is free)``.
+
+    What a server process holds in memory between calls; the bucket row is locked as in :func:`check_rate`.
+    """
+    now = time.time() if now is None else now
+    with session_scope(db) as session:
+        key = session.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"no API key {key_id!r}")
+        bucket = session.execute(select(RateBucket).where(RateBucket.key_id == key_id).with_for_update()).scalar_one()
+        per_second = key.rate_per_minute / 60.0
+        tokens = min(float(key.rate_per_minute), bucket.tokens + max(0.0, now - bucket.updated_at) * per_second)
+        granted = max(0, min(int(wanted), int(tokens)))
+        tokens -= granted
+        bucket.tokens, bucket.updated_at = tokens, max(now, bucket.updated_at)
+        return granted, 0.0 if granted else (1.0 - tokens) / per_second
 
 
 # --- consent -----------------------------------------------------------------------------------------------

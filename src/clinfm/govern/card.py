@@ -144,7 +144,7 @@ def _inputs(version: ModelVersion) -> str | None:
     found = version.artifacts.get("input_variables") or {}
     if not found or all(v is None for v in found.values()):
         return None
-    label = {True: [], False: [], None: []}
+    label: dict[bool | None, list[str]] = {True: [], False: [], None: []}
     for variable, seen in found.items():
         label[seen].append(variable.replace("_", " "))
     return (

@@ -217,6 +217,8 @@ class AuditEntry(Base):
     details: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    scheme: Mapped[str] = mapped_column(String(16), server_default="sha256")
+    """``hmac-sha256`` (keyed, since revision 0002) or ``sha256`` (entries written before it)."""
 
 
 class AuditHead(Base):

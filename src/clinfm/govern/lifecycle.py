@@ -112,7 +112,7 @@ def check_validation(version: ModelVersion, policy: LifecyclePolicy) -> list[str
     auroc, cal = summary.metrics.get("auroc"), summary.metrics.get("calibration_error")
     if auroc is None or not auroc.has_ci:
         failures.append(f"{where} gives no AUROC confidence interval for model {summary.primary!r}")
-    elif auroc.lo < gate.min_auroc_lower_ci:
+    elif auroc.lo is not None and auroc.lo < gate.min_auroc_lower_ci:
         failures.append(
             f"AUROC lower confidence bound {auroc.lo:.3f} is below the minimum {gate.min_auroc_lower_ci:.3f}"
         )
@@ -219,8 +219,11 @@ def promote(
     org: str | None = None,
     policy: LifecyclePolicy | str | Path | None = None,
     db: DB = None,
+    registered_actor: bool = False,
 ) -> ModelVersion:
     """Move a version to ``to_state`` if every gate passes, recording the step (and approval) and an audit entry.
+
+    ``registered_actor=True`` (the CLI) also refuses an ``actor`` who is not a user of the version's organization.
 
     ``actor`` is the username (in the version's organization) acting; for approval states it is the approver.
     A refusal raises :class:`GateError` listing each failed condition, and is itself audited. The reason goes into
@@ -234,6 +237,8 @@ def promote(
             select(User).where(User.org_id == row.org_id, User.username == actor)
         ).scalar_one_or_none()
         failures = gate_failures(version, to_state, actor, reason, approver, policy)
+        if registered_actor and approver is None:
+            failures.insert(0, f"actor {actor!r} is not a registered user of organization {row.org_id!r}")
         if not failures:
             role = policy.approval.role if to_state in policy.approval.states else None
             session.add(

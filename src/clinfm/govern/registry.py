@@ -447,7 +447,7 @@ def attach_report(
         raise ValueError(f"report kind {kind!r} must be a lowercase identifier like 'validation'")
     document = _load_document(report_json)
     if primary_model is not None:
-        models = document.get("models") if isinstance(document.get("models"), dict) else {}
+        models: dict[str, Any] = document["models"] if isinstance(document.get("models"), dict) else {}
         if primary_model not in models:
             raise ValueError(
                 f"primary_model {primary_model!r} is not among the report's models {sorted(models)}"

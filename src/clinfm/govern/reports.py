@@ -122,7 +122,7 @@ def parse_metric(value: Any) -> Metric | None:
 def parse_metrics(block: Any) -> dict[str, Metric]:
     if not isinstance(block, dict):
         return {}
-    out = {}
+    out: dict[str, Metric] = {}
     for key, value in block.items():
         name = ALIASES.get(str(key).lower(), str(key).lower())
         metric = None if name in NOT_METRICS else parse_metric(value)
@@ -221,7 +221,7 @@ def read_validation(doc: dict[str, Any], model_name: str | None = None) -> Valid
     subgroups = _subgroups(doc.get("subgroups"), primary)
     if not subgroups:
         missing.append("subgroups (no subgroup table)")
-    fairness = doc.get("fairness") if isinstance(doc.get("fairness"), dict) else {}
+    fairness: dict[str, Any] = doc["fairness"] if isinstance(doc.get("fairness"), dict) else {}
     flag = _four_fifths(fairness)
     if flag is None:
         missing.append("fairness.four_fifths_flag")
@@ -229,7 +229,7 @@ def read_validation(doc: dict[str, Any], model_name: str | None = None) -> Valid
         missing.append("task")
     n = doc.get("n")
     if not isinstance(n, int):  # clinfm.validate: the test split's label count in the cohort table
-        cohort = doc.get("cohort") if isinstance(doc.get("cohort"), dict) else {}
+        cohort: dict[str, Any] = doc["cohort"] if isinstance(doc.get("cohort"), dict) else {}
         split = cohort.get(str(doc.get("split")))
         n = split.get("labels") if isinstance(split, dict) else None
     return ValidationSummary(

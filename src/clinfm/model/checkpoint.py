@@ -62,7 +62,8 @@ def save_checkpoint(
         unsharded = GPT(model.config)
     # Copies, as gathered weights can be views of one buffer (safetensors refuses those); then tie lm_head to
     # wte again, since assign set the tied weight twice.
-    unsharded.load_state_dict({name: w.clone() for name, w in weights.items()}, assign=True)
+    tensors = {name: w for name, w in weights.items() if isinstance(w, torch.Tensor)}  # every entry is one
+    unsharded.load_state_dict({name: w.clone() for name, w in tensors.items()}, assign=True)
     unsharded.lm_head.weight = unsharded.wte.weight
     tmp = run_dir / ".ckpt-tmp"
     tmp.mkdir(exist_ok=True)

@@ -185,7 +185,7 @@ def batch_indices(step: int, n_windows: int, batch_size: int, seed: int) -> np.n
     """The global batch of window indices at ``step``: epochs are seeded permutations laid end to end,
     so the batch depends only on (seed, step) and a resumed run sees exactly the same data."""
     start = step * batch_size
-    out = []
+    out: list[int] = []
     while len(out) < batch_size:
         epoch, offset = divmod(start + len(out), n_windows)
         perm = np.random.default_rng([seed, epoch]).permutation(n_windows)
@@ -377,7 +377,11 @@ def _step(trainer: _Trainer, cfg: FMConfig, d: _Dist, step: int, max_steps: int,
         last = i == len(micro) - 1
         if trainer.parallel == "fsdp":
             model.set_requires_gradient_sync(last)  # type: ignore[operator]
-        no_sync = trainer.train_model.no_sync() if trainer.parallel == "ddp" and not last else contextlib.nullcontext()
+        no_sync = (
+            trainer.train_model.no_sync()  # type: ignore[operator]  # a DDP module under ddp
+            if trainer.parallel == "ddp" and not last
+            else contextlib.nullcontext()
+        )
         with no_sync, trainer.autocast():
             _, loss = trainer.train_model(x, y, reduction="sum")
         loss_sum += loss.item()

@@ -229,6 +229,8 @@ class GPT(nn.Module):
             self.tte_head = nn.Linear(cfg.n_embd, (len(cfg.tte_bin_days) + 1) * cfg.tte_tasks)
             self.register_buffer("tte_minutes", torch.zeros(cfg.vocab_size, dtype=torch.float64))  # minutes per token
         cos, sin = rotary_tables(cfg, cfg.block_size)
+        self.rope_cos: torch.Tensor  # (block_size, head_dim // 2) buffers, moved with the module
+        self.rope_sin: torch.Tensor
         self.register_buffer("rope_cos", cos, persistent=False)
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)

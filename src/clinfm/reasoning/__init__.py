@@ -6,9 +6,11 @@ pydantic model that says what it found, how sure it is, what it rests on and whe
 
 from __future__ import annotations
 
+from clinfm.reasoning.answer_model import AnswerModel, AnswerProfile, load_answer_model
 from clinfm.reasoning.differential import differential, parse_answer
 from clinfm.reasoning.knowledge import KnowledgeBase, find_evidences, load_knowledge_base
 from clinfm.reasoning.models import DifferentialResult, Explanation, Question, SessionState, TreatmentCheck
+from clinfm.reasoning.record import record_findings, summarize_record
 from clinfm.reasoning.session import answer, explain, run_terminal, start_session
 from clinfm.reasoning.treatment import (
     check_treatment,
@@ -19,6 +21,7 @@ from clinfm.reasoning.treatment import (
 )
 
 __all__ = [
+    "AnswerModel", "AnswerProfile", "load_answer_model", "record_findings", "summarize_record",
     "DifferentialResult", "Explanation", "KnowledgeBase", "Question", "SessionState", "TreatmentCheck",
     "answer", "check_treatment", "differential", "egfr_ckd_epi_2021", "explain", "find_evidences",
     "load_knowledge_base", "load_treatment_knowledge", "match_medication", "parse_answer", "renal_function",

@@ -1,22 +1,29 @@
 """Naive-Bayes differential diagnosis over the DDXPlus pathologies, with the findings behind each posterior.
 
-log P(d | answers) = log prior(d) + sum over answers of log P(answer | d) + const, answers independent given d.
+log P(d, k | answers) = log prior(d) + log w(k) + sum over answers of log P(observed answer | d, k) + const: answers
+independent given the pathology d and the answer profile k (``answer_model``); the differential is the margin
+over k, reported through the answer model's calibration temperature.
 
-* Binary evidence: P(yes | d) = the table's presence fraction clipped to [eps, 1 - eps]; 'no' uses 1 - that.
-* Categorical / multi-choice evidence: the table only says whether d's definition includes the question (0/1),
-  recorded with its default value too, so a default answer ("nowhere", 0) carries no information and a
-  non-default answer counts as "present" with the clipped 0/1 fraction: pathologies lacking the question drop
-  by a factor 1/eps. The specific value chosen (which body part, how intense) cannot be used: there is no
-  per-value table. Age is recorded but not used: the files hold no age-conditional probabilities. Sex only
-  removes the female-only questions for a male patient (``data/evidence_sex.json``).
+* The chief complaint, findings read from the record and answers a clinician enters are taken as true:
+  P(yes | d) is the table's fraction clipped to [eps, 1 - eps]. The patient's own answers (yes, no, don't know)
+  go through the answer-noise model.
+* Categorical / multi-choice evidence: "non-default value" vs "default", with the model derived in
+  ``answer_model`` from which pathologies list the question and what its default value means; a descriptor
+  counts only once its parent (pain, lesion, swelling) was answered present. The specific value chosen (which
+  body part, how intense) does not separate pathologies: there is no per-value table. Age is recorded but not
+  used. Sex only removes the female-only questions for a male patient (``data/evidence_sex.json``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
+from clinfm.reasoning import answer_model as am
+from clinfm.reasoning.answer_model import AnswerModel, load_answer_model
 from clinfm.reasoning.knowledge import KnowledgeBase, load_knowledge_base
-from clinfm.reasoning.models import AnsweredEvidence, AnswerValue, Candidate, DifferentialResult, Finding
+from clinfm.reasoning.models import AnsweredEvidence, AnswerSource, AnswerValue, Candidate, DifferentialResult, Finding
 
 TOP_K = 5
 CANT_MISS_THRESHOLD = 0.01
@@ -26,23 +33,28 @@ ABSTAIN_TOP = 0.3
 """... or when the leading pathology is below 30%."""
 YES = {"yes", "y", "true", "1", "present"}
 NO = {"no", "n", "false", "0", "absent"}
+DONT_KNOW = "don't know"
+CERTAIN_SOURCES = ("complaint", "record", "clinician")
 ASSUMPTIONS = [
-    "answers are treated as independent given the pathology (naive Bayes)",
+    "answers are treated as independent given the pathology and the answer profile (naive Bayes)",
     "priors are the DDXPlus training-set case counts, not the prevalence in your clinic",
     "age is recorded but not used: the knowledge base has no age-conditional probabilities",
-    "for categorical and multi-choice questions only 'default vs any other value' is used (no per-value table)",
+    *am.ASSUMPTIONS,
 ]
 
 
 # --- answers ----------------------------------------------------------------------------------------------------
 
-def parse_answer(kb: KnowledgeBase, evidence_id: str, value: AnswerValue) -> AnsweredEvidence:
+def parse_answer(kb: KnowledgeBase, evidence_id: str, value: AnswerValue,
+                 source: AnswerSource = "patient") -> AnsweredEvidence:
     """Validate an answer against the evidence's type and values; say whether it means 'present'."""
     ev = kb.evidence(evidence_id)
+    if isinstance(value, str) and value.strip().lower() in (DONT_KNOW, "dont know", "unknown"):
+        return dont_know(kb, evidence_id, source)
     if ev.is_binary:
         present = _parse_bool(value, evidence_id)
         return AnsweredEvidence(evidence_id=ev.id, question=ev.question, value=present, present=present,
-                                display="yes" if present else "no")
+                                display="yes" if present else "no", source=source)
     values = value if isinstance(value, list) else [value]
     allowed = {str(v) for v in ev.possible_values}
     codes = [_value_code(v, ev.values) for v in values]
@@ -53,7 +65,7 @@ def parse_answer(kb: KnowledgeBase, evidence_id: str, value: AnswerValue) -> Ans
     typed = [int(c) if c.isdigit() else c for c in codes]
     display = ", ".join(ev.values.get(c, c) for c in codes)
     return AnsweredEvidence(evidence_id=ev.id, question=ev.question, value=typed if ev.data_type == "M" else typed[0],
-                            present=present, display=display)
+                            present=present, display=display, source=source)
 
 
 def _parse_bool(value: AnswerValue, evidence_id: str) -> bool:
@@ -74,29 +86,53 @@ def _value_code(value: AnswerValue, meanings: dict[str, str]) -> str:
 
 # --- the posterior ----------------------------------------------------------------------------------------------
 
-def answer_log_likelihood(kb: KnowledgeBase, answer: AnsweredEvidence) -> np.ndarray:
-    """log P(answer | d) for every pathology, shape (D,); zeros when the answer carries no information."""
+def dont_know(kb: KnowledgeBase, evidence_id: str, source: AnswerSource = "patient") -> AnsweredEvidence:
+    """A "don't know" answer: it moves the posterior as P(don't know | d) says (a patient rarely doesn't know
+    a finding they lack, more often one they have)."""
+    ev = kb.evidence(evidence_id)
+    return AnsweredEvidence(evidence_id=ev.id, question=ev.question, value=DONT_KNOW, present=False, unknown=True,
+                            display=DONT_KNOW, source=source)
+
+
+def observation(answer: AnsweredEvidence) -> int:
+    return am.DONT_KNOW if answer.unknown else am.YES if answer.present else am.NO
+
+
+def answer_log_likelihood(kb: KnowledgeBase, answer: AnsweredEvidence, model: AnswerModel | None = None) -> np.ndarray:
+    """log P(answer | d, profile k), shape (K, D); certain sources (complaint, record, clinician) use the
+    clipped table fraction for every profile, patient answers the answer-noise model."""
+    model = model or load_answer_model()
     j = kb.evidence_index[answer.evidence_id]
-    if kb.evidences[j].is_binary:
-        p = kb.likelihood[:, j]
-        return np.log(p if answer.present else 1 - p)
-    return np.log(kb.likelihood[:, j]) if answer.present else np.zeros(len(kb.pathologies))
+    if answer.source in CERTAIN_SOURCES and not answer.unknown:
+        q = am.finding_probability(kb)[:, j]
+        row = np.log(q if answer.present else 1 - q)
+        return np.broadcast_to(row, (len(model.profiles), len(row)))
+    return am.observation_log_likelihood(kb, model)[:, observation(answer), :, j]
 
 
 def usable_answers(kb: KnowledgeBase, answers: list[AnsweredEvidence], sex: str | None) -> list[AnsweredEvidence]:
-    """Answers that may move the posterior: applicable to the sex, and not under a parent answered 'no'."""
+    """Answers that may move the posterior: applicable to the sex, and a descriptor only under a parent answered
+    present (its likelihood is conditional on the parent)."""
     applicable = kb.applicable_mask(sex)
-    absent = {a.evidence_id for a in answers if not a.present}
+    present = {a.evidence_id for a in answers if a.present}
     return [a for a in answers if applicable[kb.evidence_index[a.evidence_id]]
-            and kb.evidence(a.evidence_id).parent not in absent]
+            and (kb.evidence(a.evidence_id).parent is None or kb.evidence(a.evidence_id).parent in present)]
 
 
-def log_posterior(kb: KnowledgeBase, answers: list[AnsweredEvidence], sex: str | None = None) -> np.ndarray:
-    """Unnormalized log posterior, shape (D,)."""
-    out = kb.log_prior.copy()
-    for a in usable_answers(kb, answers, sex):
-        out += answer_log_likelihood(kb, a)
+def joint_log_posterior(kb: KnowledgeBase, answers: Iterable[AnsweredEvidence], sex: str | None = None,
+                        model: AnswerModel | None = None) -> np.ndarray:
+    """Unnormalized log posterior over (answer profile, pathology), shape (K, D)."""
+    model = model or load_answer_model()
+    out = model.log_weights[:, None] + kb.log_prior[None, :]
+    for a in usable_answers(kb, list(answers), sex):
+        out = out + answer_log_likelihood(kb, a, model)
     return out
+
+
+def log_posterior(kb: KnowledgeBase, answers: list[AnsweredEvidence], sex: str | None = None,
+                  model: AnswerModel | None = None) -> np.ndarray:
+    """Unnormalized log posterior of the pathologies (profiles summed out), shape (D,)."""
+    return am.mixture_log_posterior(joint_log_posterior(kb, answers, sex, model))
 
 
 def normalize(log_post: np.ndarray) -> np.ndarray:
@@ -117,17 +153,21 @@ def _logsumexp(x: np.ndarray) -> float:
     return float(m + np.log(np.exp(x - m).sum()))
 
 
-def contributions(kb: KnowledgeBase, answers: list[AnsweredEvidence], log_post: np.ndarray, d: int) -> np.ndarray:
+def contributions(kb: KnowledgeBase, answers: list[AnsweredEvidence], log_post: np.ndarray, d: int,
+                  model: AnswerModel | None = None) -> np.ndarray:
     """Log-likelihood ratio of each answer for pathology d against the rest of the differential, shape (A,).
 
     The rest is the mixture of the other pathologies weighted by their current posterior, so a finding counts
-    'for' d when it separates d from its actual competitors, not from pathologies already ruled out.
+    'for' d when it separates d from its actual competitors, not from pathologies already ruled out; answer
+    profiles are mixed with their current posterior weights.
     """
     others = np.arange(len(log_post)) != d
     log_w = log_post[others] - _logsumexp(log_post[others])
+    model = model or load_answer_model()
+    profile_w = normalize(am.mixture_log_posterior(joint_log_posterior(kb, answers, None, model).T))  # (K,)
     out = np.empty(len(answers))
     for i, a in enumerate(answers):
-        ll = answer_log_likelihood(kb, a)
+        ll = am.mixture_log_posterior(answer_log_likelihood(kb, a, model) + np.log(profile_w)[:, None])
         out[i] = ll[d] - _logsumexp(ll[others] + log_w)
     return out
 
@@ -155,18 +195,23 @@ def abstention_reason(post: np.ndarray, n_answers: int, max_entropy: float = ABS
 
 
 def differential(answers: list[AnsweredEvidence], sex: str | None = None, kb: KnowledgeBase | None = None,
-                 top_k: int = TOP_K, cant_miss_threshold: float = CANT_MISS_THRESHOLD) -> DifferentialResult:
-    """The ranked differential for these answers, can't-miss pathologies kept and flagged below the top k."""
+                 top_k: int = TOP_K, cant_miss_threshold: float = CANT_MISS_THRESHOLD,
+                 model: AnswerModel | None = None) -> DifferentialResult:
+    """The ranked differential for these answers, can't-miss pathologies kept and flagged below the top k.
+
+    Probabilities are the calibrated posterior (``answer_model.calibrated``), the one the interview stops on.
+    """
     kb = kb or load_knowledge_base()
+    model = model or load_answer_model()
     used = usable_answers(kb, answers, sex)
-    lp = log_posterior(kb, answers, sex)
-    post = normalize(lp)
+    lp = log_posterior(kb, answers, sex, model)
+    post = am.calibrated(lp, model)
     order = np.argsort(-post)
     flagged = kb.cant_miss_mask & (post >= cant_miss_threshold)
     shown = list(order[:top_k]) + [d for d in order[top_k:] if flagged[d]]
-    candidates = [_candidate(kb, used, lp, post, int(d), rank, bool(flagged[d]))
+    candidates = [_candidate(kb, used, lp, post, int(d), rank, bool(flagged[d]), model)
                   for rank, d in enumerate(shown, start=1)]
-    reason = abstention_reason(post, len(used))
+    reason = abstention_reason(post, sum(a.source != "record" for a in used))
     h = float(entropy_bits(post))
     return DifferentialResult(
         candidates=candidates,
@@ -184,9 +229,9 @@ def differential(answers: list[AnsweredEvidence], sex: str | None = None, kb: Kn
 
 
 def _candidate(kb: KnowledgeBase, used: list[AnsweredEvidence], lp: np.ndarray, post: np.ndarray, d: int,
-               rank: int, flagged: bool) -> Candidate:
+               rank: int, flagged: bool, model: AnswerModel) -> Candidate:
     p = kb.pathologies[d]
-    llr = contributions(kb, used, lp, d) if used else np.zeros(0)
+    llr = contributions(kb, used, lp, d, model) if used else np.zeros(0)
     return Candidate(rank=rank, pathology=p.name, icd10=p.icd10, severity=p.severity,
                      probability=round(float(post[d]), 6), cant_miss=flagged,
                      findings_for=_findings(used, llr, +1), findings_against=_findings(used, llr, -1))
@@ -195,7 +240,7 @@ def _candidate(kb: KnowledgeBase, used: list[AnsweredEvidence], lp: np.ndarray, 
 def _warnings(kb: KnowledgeBase, answers: list[AnsweredEvidence], used: list[AnsweredEvidence],
               candidates: list[Candidate]) -> list[str]:
     out = [f"answer to {a.evidence_id} ignored: it does not apply to this patient's sex or its parent question "
-           f"was answered 'no'" for a in answers if a not in used]
+           f"was not answered present" for a in answers if a not in used]
     urgent = [c.pathology for c in candidates if c.cant_miss]
     if urgent:
         out.append(f"can't-miss pathologies still on the differential: {', '.join(urgent)}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 AnswerValue = bool | int | str | list[str]
 Sex = Literal["female", "male"]
+AnswerSource = Literal["patient", "complaint", "record", "clinician"]
 
 
 # --- differential diagnosis -------------------------------------------------------------------------------------
@@ -22,6 +23,12 @@ class AnsweredEvidence(BaseModel):
     value: AnswerValue
     present: bool = Field(description="True when the answer is 'yes' or a non-default categorical value")
     display: str = Field(description="The answer in words")
+    unknown: bool = Field(False, description="The patient answered \"don't know\" (``present`` is then False)")
+    source: AnswerSource = Field("patient", description=(
+        "patient: an interview answer, scored through the answer-noise model; complaint: the chief complaint; "
+        "record: read from the patient's record; clinician: entered or overridden by a clinician (the last three "
+        "are taken as true)"))
+    record_codes: list[str] = Field([], description="For source 'record': the record codes it was read from")
 
 
 class Finding(BaseModel):
@@ -73,12 +80,13 @@ class SessionState(BaseModel):
 
     kb_version: str
     kb_source: str | None = Field(None, description="Folder the knowledge base was loaded from")
+    answer_model: str | None = Field(None, description="Version (hash) of the answer-noise model the session scores with")
     age: int | None
     sex: Sex | None
     answers: list[AnsweredEvidence] = []
-    skipped: list[str] = Field([], description="Questions asked and answered 'don't know'")
+    skipped: list[str] = Field([], description="Evidences answered 'don't know' (they are among ``answers``)")
     budget: int | None = Field(None, description="Most questions to ask (None: no limit)")
-    confidence_threshold: float = 0.9
+    confidence_threshold: float = Field(0.9, description="Stop when the calibrated posterior reaches this")
     questions_asked: int = 0
     differential: DifferentialResult
     next_question: Question | None

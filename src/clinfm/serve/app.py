@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clinfm import __version__
 from clinfm.serve.problems import incident_response, install_problem_handlers, problem_response
-from clinfm.serve.routes import cds_hooks, ddx, fhir, health, models, predict, treatment, web
+from clinfm.serve.routes import assist, cds_hooks, ddx, fhir, health, models, predict, treatment, web
 from clinfm.serve.settings import ServeSettings
 from clinfm.serve.state import ServeState
 from clinfm.serve.wiring import build_state
@@ -134,8 +134,7 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        if serve_state.predictions is not None:
-            await serve_state.predictions.close()
+        await serve_state.close()
 
     app = FastAPI(
         title="ClinFM",
@@ -151,7 +150,7 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
     app.state.serve = serve_state
     install_problem_handlers(app)
 
-    for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web):
+    for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web, assist):
         app.include_router(module.router)
     app.include_router(web.root)  # "/" opens the web page
     web.mount_static(app)

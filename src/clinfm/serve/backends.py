@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from clinfm.reasoning.models import AnswerValue, SessionState, TreatmentCheck
+from clinfm.reasoning.models import AnswerSource, AnswerValue, SessionState, TreatmentCheck
 from clinfm.schema import Subject
 from clinfm.serve.problems import Problem
 from clinfm.serve.security import Principal
@@ -128,11 +128,13 @@ class ForecasterLoader(Protocol):
 # --- reasoning -------------------------------------------------------------------------------------------
 class DdxBackend(Protocol):
     def start(self, age: int | None, sex: str | None, initial_evidence: str | None, answers: dict[str, AnswerValue],
-              budget: int | None) -> SessionState:  # fmt: skip
-        """A new interview, with the chief complaint and the answers already known applied."""
+              budget: int | None, subject: Subject | None = None) -> SessionState:  # fmt: skip
+        """A new interview, with the chief complaint, the answers already known and the record's findings applied."""
 
-    def answer(self, state: SessionState, evidence_id: str, value: AnswerValue) -> SessionState:
-        """The session after one more answer; a bad evidence id or value is a 422 problem."""
+    def answer(self, state: SessionState, evidence_id: str, value: AnswerValue,
+               source: AnswerSource = "patient") -> SessionState:  # fmt: skip
+        """The session after one more answer (``source="clinician"``: taken as true, an override); a bad
+        evidence id or value is a 422 problem."""
 
     def dump(self, state: SessionState) -> dict[str, Any]: ...
 

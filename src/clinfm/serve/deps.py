@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from clinfm.serve.backends import AccessBackend, AuthError
+from clinfm.serve.limits import SharedQuota
 from clinfm.serve.problems import Problem
 from clinfm.serve.security import Principal, QuotaExceeded, QuotaLimiter, ScopeNeed, allowed
 
@@ -88,18 +89,59 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def _key_id(api_key: str) -> str | None:
+    """The public key id of ``cfm_<id>_<secret>`` (bounded), for throttling and audit; None when malformed."""
+    parts = api_key.split("_", 2)
+    return parts[1][:32] if len(parts) == 3 and parts[0] == "cfm" and parts[1] else None
+
+
+def audit_refusal(request: Request, action: str, key_id: str | None, *, actor: str = "anonymous",
+                  org: str | None = None, reason: str) -> None:  # fmt: skip
+    """One bounded audit entry for a failed login, a 403 or a 429 (see :class:`clinfm.serve.limits.RefusalAudit`)."""
+    s = state(request)
+    record = getattr(s.audit, "record_event", None)
+    client = request.client.host if request.client else "unknown"
+    count = s.refusal_audit.due(action, key_id, client) if record else None
+    if count is not None:
+        record(action, actor=actor, org=org,
+               detail={"key_id": key_id, "client": client, "reason": reason, "count": count, "path": request.url.path[:200]})  # fmt: skip
+
+
 async def resolve_principal(request: Request, key: str | None, needs: tuple[ScopeNeed, ...]) -> Principal:
-    """Authenticate ``key``, check that one of ``needs`` is granted, and take one unit of the key's quota."""
+    """Authenticate ``key``, check that one of ``needs`` is granted, and take one unit of the key's quota.
+
+    Failed authentication is throttled per key id and per client before any lookup or slow hash; failures,
+    scope refusals and throttling leave (bounded) audit entries.
+    """
     s = state(request)
     if not key:
         raise Problem(401, "an API key is required: send 'Authorization: Bearer <key>'", slug="missing-key",
                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    principal = await authenticate(s.access, s.auth_cache, key)
+    key_id, client = _key_id(key), request.client.host if request.client else "unknown"
+    try:
+        s.auth_throttle.check(key_id, client)
+    except QuotaExceeded as exc:
+        audit_refusal(request, "auth.throttled", key_id, reason="failed authentication")
+        raise Problem(429, "too many failed authentications for this key id or client; retry later",
+                      slug="auth-throttled", headers={"Retry-After": str(exc.retry_after_s)}) from None  # fmt: skip
+    try:
+        principal = await authenticate(s.access, s.auth_cache, key)
+    except Problem as exc:
+        s.auth_throttle.failed(key_id, client)
+        audit_refusal(request, "auth.failure", key_id, reason=exc.detail)
+        raise
     if needs and not allowed(principal, needs, s.access.scope_allows):
         wanted = " or ".join(str(n) for n in needs)
+        audit_refusal(request, "auth.forbidden", principal.key_id, actor=principal.actor, org=principal.org,
+                      reason=f"lacks {wanted}")  # fmt: skip
         raise Problem(403, f"this key lacks the scope {wanted}", slug="insufficient-scope",
                       headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needs[0].scopes()[0]}"'})  # fmt: skip
-    quota_take(s.quotas, principal)
+    try:
+        await quota_take(s.quotas, principal)
+    except Problem:
+        audit_refusal(request, "auth.throttled", principal.key_id, actor=principal.actor, org=principal.org,
+                      reason="quota")  # fmt: skip
+        raise
     request.state.principal = principal
     return principal
 
@@ -113,9 +155,12 @@ def require(*needs: ScopeNeed) -> Any:
     return Depends(dependency)
 
 
-def quota_take(quotas: QuotaLimiter, principal: Principal) -> None:
+async def quota_take(quotas: QuotaLimiter | SharedQuota, principal: Principal) -> None:
     try:
-        quotas.take(principal.key_id, principal.quota_per_minute)
+        if isinstance(quotas, SharedQuota):  # may reach the database: off the event loop
+            await run_in_threadpool(quotas.take, principal.key_id, principal.quota_per_minute)
+        else:
+            quotas.take(principal.key_id, principal.quota_per_minute)
     except QuotaExceeded as exc:
         raise Problem(429, f"this key's quota of {principal.quota_per_minute} requests a minute is used up",
                       slug="quota-exceeded", headers={"Retry-After": str(exc.retry_after_s)})  # fmt: skip
@@ -130,3 +175,4 @@ DDX_READ = (ScopeNeed("ClinicalImpression", "r"),)
 TREATMENT = (ScopeNeed("DetectedIssue", "rs"),)
 CDS_FEEDBACK = (ScopeNeed("RiskAssessment", "rs"), ScopeNeed("DetectedIssue", "rs"))
 TIMELINE = (ScopeNeed("Patient", "r"),)
+ASSIST = (ScopeNeed("Assist", "c"),)  # the clinical assistant (issue 16): its own scope

@@ -53,6 +53,13 @@ class GovernAccess:
             expires = row.expires_at.astimezone(dt.UTC).replace(tzinfo=None) if row.expires_at else None
             return expires, row.rate_per_minute
 
+    def reserve_quota(self, key_id: str, wanted: int) -> tuple[int, float]:
+        """Up to ``wanted`` tokens of the key's bucket in the database, shared by every server process."""
+        try:
+            return access.reserve_tokens(key_id, wanted, db=self.db)
+        except LookupError:  # the key was deleted since it was verified
+            return 0, 60.0
+
     def scope_allows(self, granted: frozenset[str], needed: str) -> bool:
         try:
             return access.scope_allows(sorted(granted), needed)
@@ -132,6 +139,12 @@ class GroupCommitAudit(AuditBackend):
                               purpose=purpose, details=detail), future))  # fmt: skip
         await asyncio.wrap_future(future)
 
+    def record_event(self, action: str, *, actor: str, org: str | None, detail: dict[str, Any]) -> None:
+        """Queue a security event (failed login, refusal, throttling) without waiting for its commit."""
+        future: concurrent.futures.Future[None] = concurrent.futures.Future()
+        future.add_done_callback(lambda f: f.exception())  # a failed write is logged by the writer, never raised here
+        self._queue.put((dict(action=action, actor=actor, org=org, details=detail), future))
+
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
@@ -143,7 +156,8 @@ class GroupCommitAudit(AuditBackend):
             try:
                 with session_scope(self.db, write=True) as session:
                     for entry, _ in batch:
-                        audit.append(session, "prediction.access", **entry)
+                        entry = dict(entry)
+                        audit.append(session, entry.pop("action", "prediction.access"), **entry)
                 self.commits += 1
             except Exception as exc:  # noqa: BLE001 - every waiting request fails closed
                 log.error("audit write failed for %d entries: %s", len(batch), type(exc).__name__)

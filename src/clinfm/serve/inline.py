@@ -18,6 +18,7 @@ from clinfm import schema
 from clinfm.data.ingest import fhir
 from clinfm.deid.structured import AGE_CAP_YEARS, ZIP_PREFIX, date_shift_days, pseudonym, zip3
 from clinfm.schema import Event, Subject
+from clinfm.serve.inputs import MIN_DATE, date_range_text, max_date
 
 
 class BundleError(ValueError):
@@ -56,6 +57,11 @@ def deidentified_subject(bundle: dict, secret: bytes) -> InlineSubject:
     if len(ids) != 1:
         raise BundleError(f"the Bundle holds events of {len(ids)} patients; expected exactly one")
     source_id = ids.pop()
+    times = [t for t in events.column(schema.TIME).to_pylist() if t is not None]
+    outside = sum(not MIN_DATE <= t <= max_date() for t in times)
+    if outside:
+        raise BundleError(f"{outside} date(s) in the Bundle (birthDate, onset, effective, period...) lie outside "
+                          f"{date_range_text()}: not a date a clinical record can hold")  # fmt: skip
     shift = date_shift_days(source_id, secret)
     delta = dt.timedelta(days=shift)
     cols = [events.column(c).to_pylist() for c in schema.EVENT_COLUMNS[1:]]

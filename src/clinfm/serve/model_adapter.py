@@ -7,6 +7,7 @@ the model's expectation), reusing the same rollouts.
 from __future__ import annotations
 
 import logging
+from typing import Any
 from pathlib import Path
 
 from clinfm.model import generate
@@ -54,8 +55,9 @@ class FoundationForecaster:
         warnings += r.warnings
         if r.abstained:
             warnings.append(r.abstention_reason or "insufficient evidence")
-        for target in [*r.forecasts, *r.expected_next_diagnoses]:
-            name = getattr(target, "outcome", None) or getattr(target, "code", "")
+        targets: list[Any] = [*r.forecasts, *r.expected_next_diagnoses]
+        for target in targets:
+            name = str(getattr(target, "outcome", None) or getattr(target, "code", ""))
             evidence_for[name] = [
                 Attribution(ev.time, ev.code, ev.description or "", item.delta)
                 for item in target.evidence

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import threading
 import uuid
 from collections import OrderedDict
@@ -24,6 +25,7 @@ from typing import Any
 
 from clinfm.schema import Subject
 from clinfm.serve.backends import Forecast, Forecaster, ForecastQuery
+from clinfm.serve.problems import Problem
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +82,11 @@ class BatchingForecaster:
     """Collects concurrent requests for one model for up to ``window_ms`` (or ``max_batch`` of them) and runs
     them as one ``forecast_batch`` call on a single worker thread (the model is not thread-safe)."""
 
-    def __init__(self, model: Forecaster, window_ms: float, max_batch: int, cache_size: int) -> None:
+    def __init__(self, model: Forecaster, window_ms: float, max_batch: int, cache_size: int,
+                 timeout_s: float = 30.0, queue_limit: int = 64) -> None:  # fmt: skip
         self.model = model
+        self.timeout_s = timeout_s
+        self.queue_limit = queue_limit
         self.window_s = window_ms / 1000.0
         # A model that loops over a batch (no true batched rollouts) answers each request as soon as its own
         # forecast is done: one query per call, so an early request never waits for a whole batch.
@@ -101,18 +106,33 @@ class BatchingForecaster:
         running = self._inflight.get(key)
         if running is not None:
             return await asyncio.shield(running), True
+        self._ensure_worker()
+        assert self._queue is not None
+        if self._queue.qsize() >= self.queue_limit:
+            raise self._busy(f"{self._queue.qsize()} forecasts are already queued for this model")
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         self._inflight[key] = future
         try:
-            self._ensure_worker()
-            assert self._queue is not None
             await self._queue.put(_Pending(query, future))
-            result = await asyncio.shield(future)
+            try:
+                result = await asyncio.wait_for(asyncio.shield(future), self.timeout_s)
+            except TimeoutError:
+                # Every waiter on this key gets the 503; the worker skips it if it has not started it yet.
+                busy = self._busy(f"the forecast did not finish within its time budget of {self.timeout_s:g} s")
+                if not future.done():
+                    future.set_exception(busy)
+                    future.exception()  # retrieved: no "never retrieved" warning for a shed request
+                raise busy from None
             self.cache.put(key, result)
             return result, False
         finally:
             self._inflight.pop(key, None)
+
+    def _busy(self, why: str) -> Problem:
+        retry = max(1, math.ceil(self.timeout_s))
+        return Problem(503, f"the model is busy: {why}; retry in {retry} s", slug="model-busy",
+                       headers={"Retry-After": str(retry)})  # fmt: skip
 
     def _ensure_worker(self) -> None:
         if self._worker is None or self._worker.done():
@@ -123,16 +143,21 @@ class BatchingForecaster:
         assert self._queue is not None
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            first = await self._queue.get()
+            if first.future.done():  # timed out while queued: never start work nobody waits for
+                continue
+            batch = [first]
             deadline = loop.time() + self.window_s
             while len(batch) < self.max_batch:
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), timeout))
+                    item = await asyncio.wait_for(self._queue.get(), timeout)
                 except TimeoutError:
                     break
+                if not item.future.done():
+                    batch.append(item)
             self.batches += 1
             self.batched_queries += len(batch)
             try:

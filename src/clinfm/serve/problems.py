@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 log = logging.getLogger(__name__)
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+INSTANCE_MAX = 200
+"""A problem's ``instance`` (the request path) is cut to this: a client never gets a huge path echoed back."""
 TYPE_BASE = "https://clinfm.dev/problems/"
 
 TITLES = {
@@ -71,7 +73,7 @@ def problem_response(
     slug = slug or TITLES.get(status, "error").lower().replace(" ", "-")
     body = {"type": TYPE_BASE + slug, "title": title or TITLES.get(status, "Error"), "status": status, "detail": detail}
     if instance:
-        body["instance"] = instance
+        body["instance"] = instance if len(instance) <= INSTANCE_MAX else instance[: INSTANCE_MAX - 1] + "…"
     body.update(extra or {})
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 

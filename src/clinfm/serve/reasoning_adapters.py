@@ -8,7 +8,8 @@ from typing import Any
 
 from clinfm.reasoning import session
 from clinfm.reasoning.knowledge import KnowledgeBase, load_knowledge_base
-from clinfm.reasoning.models import AnswerValue, SessionState, TreatmentCheck
+from clinfm.reasoning.models import AnswerSource, AnswerValue, SessionState, TreatmentCheck
+from clinfm.reasoning.record import summarize_record
 from clinfm.reasoning.treatment import check_treatment
 from clinfm.schema import Subject
 from clinfm.serve.backends import Unavailable
@@ -22,23 +23,30 @@ class SessionDdx:
         self.kb = kb
 
     def start(self, age: int | None, sex: str | None, initial_evidence: str | None, answers: dict[str, AnswerValue],
-              budget: int | None) -> SessionState:  # fmt: skip
+              budget: int | None, subject: Subject | None = None) -> SessionState:  # fmt: skip
+        """With a subject, its record findings enter as answers "from the record", its sex and age fill gaps."""
         try:
-            state = session.start_session(age, sex, initial_evidence, self.kb, budget=budget)
+            findings = None
+            if subject is not None:
+                found = summarize_record(self.kb, subject)
+                findings, sex = found.findings, sex or found.sex
+                age = age if age is not None else found.age
+            state = session.start_session(age, sex, initial_evidence, self.kb, budget=budget, record=findings)
             for evidence_id, value in answers.items():
                 state = session.answer(state, evidence_id, value, self.kb)
         except (KeyError, ValueError) as exc:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
         return state
 
-    def answer(self, state: SessionState, evidence_id: str, value: AnswerValue) -> SessionState:
+    def answer(self, state: SessionState, evidence_id: str, value: AnswerValue,
+               source: AnswerSource = "patient") -> SessionState:  # fmt: skip
         try:
-            return session.answer(state, evidence_id, value, self.kb)
+            return session.answer(state, evidence_id, value, self.kb, source=source)
         except (KeyError, ValueError) as exc:
             raise Problem(422, _safe(exc), slug="invalid-answer") from None
 
     def dump(self, state: SessionState) -> dict[str, Any]:
-        return state.model_dump(mode="json")
+        return state.model_dump(mode="json", exclude={"kb_source"})  # a server folder is nobody's business
 
     def explain(self, state: SessionState) -> str:
         return session.explain(state).text

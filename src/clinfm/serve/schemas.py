@@ -1,7 +1,8 @@
 """The API's request and response bodies (pydantic), shared by the REST, FHIR, CDS Hooks and web routes.
 
 Numbers and flags are strict (``false`` is not ``0``) but an integral float such as ``337.0`` is accepted as
-an integer, as JSON Schema allows; date-times are ISO 8601 strings.
+an integer, as JSON Schema allows (not above 2**53, where the fraction may already be lost); date-times are ISO 8601
+strings within :func:`clinfm.serve.inputs.in_range`.
 """
 
 from __future__ import annotations
@@ -20,15 +21,11 @@ from pydantic import (
     model_validator,
 )
 
-
-def _integral(value: object) -> object:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+from clinfm.serve.inputs import ClinicalDateTime, integral
 
 
 def Int(ge: int | None = None, le: int | None = None) -> Any:
-    return Annotated[int, Strict(), Field(ge=ge, le=le), BeforeValidator(_integral)]
+    return Annotated[int, Strict(), Field(ge=ge, le=le), BeforeValidator(integral)]
 
 
 SubjectId = Int(ge=0, le=2**63 - 1)
@@ -58,9 +55,9 @@ class ModelList(BaseModel):
 class PredictRequest(Body):
     """One subject at one prediction time: a subject in the store, or an inline FHIR R4 Bundle."""
 
-    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")
+    subject_id: SubjectId | None = Field(None, description="Pseudonymous subject id in the served dataset.")  # type: ignore[valid-type]
     bundle: dict[str, Any] | None = Field(None, description="A FHIR R4 Bundle holding one Patient and their record.")
-    prediction_time: dt.datetime | None = Field(
+    prediction_time: ClinicalDateTime | None = Field(
         None, description="Only events before this time are used; default: just after the last event."
     )
     horizon_days: Int(ge=1, le=3650) | None = None  # type: ignore[valid-type]
@@ -121,7 +118,7 @@ class PredictResponse(BaseModel):
 
 
 # --- differential diagnosis -----------------------------------------------------------------------------
-AnswerValue = StrictBool | Annotated[StrictStr, Field(max_length=100)] | list[Annotated[StrictStr, Field(max_length=100)]] | Int()  # type: ignore[valid-type]
+AnswerValue = StrictBool | Annotated[StrictStr, Field(max_length=100)] | list[Annotated[StrictStr, Field(max_length=100)]] | Int()
 
 
 class DdxStart(Body):
@@ -134,13 +131,20 @@ class DdxStart(Body):
         default_factory=dict, max_length=300, description="Answers already known: evidence id -> value"
     )
     budget: Int(ge=1, le=300) | None = Field(None, description="Most questions to ask")  # type: ignore[valid-type]
+    subject_id: SubjectId | None = Field(  # type: ignore[valid-type]
+        None, description="A subject of the store: antecedents and conditions from its record enter as findings "
+                          "'from the record' (never asked; answer the evidence to override), with its sex and age "
+                          "when the request leaves them out")
 
 
 class DdxAnswer(Body):
     evidence: Annotated[StrictStr, Field(min_length=1, max_length=64)]
     value: AnswerValue = Field(  # type: ignore[valid-type]
-        description="true/false for a yes-no question, the chosen value for a categorical one, a list for multi-choice"
+        description="true/false for a yes-no question, the chosen value for a categorical one, a list for "
+                    "multi-choice, or \"don't know\""
     )
+    source: Literal["patient", "clinician"] = Field(
+        "patient", description="patient: scored through the answer-noise model; clinician: taken as true (an override)")
 
 
 class DdxState(BaseModel):
@@ -159,7 +163,7 @@ class TreatmentCheckRequest(Body):
     allergies: list[Annotated[StrictStr, Field(max_length=200)]] = Field(default_factory=list, max_length=100)
     egfr: Annotated[float, Strict(), Field(ge=0, le=300)] | None = None
     creatinine_mg_dl: Annotated[float, Strict(), Field(gt=0, le=30)] | None = None
-    subject_id: SubjectId | None = Field(None, description="Read allergies and labs from the store as well.")
+    subject_id: SubjectId | None = Field(None, description="Read allergies and labs from the store as well.")  # type: ignore[valid-type]
 
 
 class TreatmentCheckResponse(BaseModel):

@@ -60,7 +60,7 @@ def tenant_secret(master: bytes, org: str, dataset_org: str) -> bytes:
 
 
 class PredictionService:
-    def __init__(self, state: ServeState, loader: ForecasterLoader | Unavailable, secret: bytes | None) -> None:
+    def __init__(self, state: ServeState, loader: ForecasterLoader, secret: bytes | None) -> None:
         self.state = state
         self.settings = state.settings
         self.loader = loader
@@ -89,10 +89,9 @@ class PredictionService:
     def model(self, deployment: Deployment) -> BatchingForecaster:
         m = self._models.get(deployment.version)
         if m is None:
-            if isinstance(self.loader, Unavailable):
-                self.loader._refuse()
             s = self.settings
-            m = BatchingForecaster(self.loader(deployment), s.batch_window_ms, s.max_batch_size, s.prediction_cache_size)
+            m = BatchingForecaster(self.loader(deployment), s.batch_window_ms, s.max_batch_size, s.prediction_cache_size,
+                                   s.model_timeout_s, s.model_queue_limit)
             self._models[deployment.version] = m
         return m
 

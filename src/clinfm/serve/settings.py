@@ -35,6 +35,9 @@ class ServeSettings(BaseSettings):
     max_batch_size: int = Field(32, gt=0)
     rollout_samples: int = Field(64, gt=0, description="Sampled futures per prediction (fewer: faster, wider intervals).")
     default_horizon_days: int = Field(365, gt=0, le=3650)
+    model_timeout_s: float = Field(30.0, gt=0, le=600, description="Time budget of one forecast; past it: 503 with Retry-After.")
+    model_queue_limit: int = Field(64, ge=1, le=100_000, description="Forecasts queued per model; more are shed with 503.")
+    ddx_sessions_per_org: int = Field(1000, ge=1, le=1_000_000, description="Differential-diagnosis sessions kept per organization.")
     model_threads: int = Field(1, ge=1, le=256, description="torch CPU threads for rollouts (the event loop keeps a core).")
     cookie_secure: bool = Field(False, description="Mark the web login cookie Secure (needs HTTPS); forced on in production.")
     public_base_url: str = Field("", description="Base URL used in CDS cards' links (empty: from the request).")
@@ -70,10 +73,25 @@ class ServeSettings(BaseSettings):
         if "*" in self.cors_origins:
             problems.append("CLINFM_CORS_ORIGINS contains '*' (open CORS); list the EHR and web origins")
         problems += _secret_problems(self.tenant_secret_file)
+        problems += _audit_key_problems()
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         self.cookie_secure = True
         return self
+
+
+def _audit_key_problems() -> list[str]:
+    import os
+
+    problems = []
+    if not (os.environ.get("CLINFM_AUDIT_KEY") or os.environ.get("CLINFM_AUDIT_KEY_FILE")):
+        problems.append("neither CLINFM_AUDIT_KEY nor CLINFM_AUDIT_KEY_FILE is set (the audit chain's MAC key, "
+                        "from the secret store; `clinfm audit init-keys DIR` makes one)")  # fmt: skip
+    signing = os.environ.get("CLINFM_AUDIT_SIGNING_KEY_FILE")
+    if not signing or not Path(signing).is_file():
+        problems.append("CLINFM_AUDIT_SIGNING_KEY_FILE does not name an Ed25519 key file (the audit checkpoints' "
+                        "signing key; `clinfm audit init-keys DIR` makes one)")  # fmt: skip
+    return problems
 
 
 def _secret_problems(path: Path | None) -> list[str]:

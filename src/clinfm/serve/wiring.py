@@ -10,6 +10,7 @@ from clinfm.deid.structured import read_secret
 from clinfm.serve import model_adapter, reasoning_adapters
 from clinfm.serve.backends import Unavailable
 from clinfm.serve.govern_adapters import GovernAccess, GovernRegistry, GroupCommitAudit
+from clinfm.serve.limits import SharedQuota
 from clinfm.serve.predictions import JsonlLog
 from clinfm.serve.service import PredictionService
 from clinfm.serve.settings import ServeSettings
@@ -26,7 +27,8 @@ def build_state(settings: ServeSettings) -> ServeState:
         descriptions=descriptions, feedback=JsonlLog(settings.feedback_file),
         cards_log=JsonlLog(settings.data_dir / "cds-cards.jsonl"),
     )  # fmt: skip
-    state.predictions = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
+    state.quotas = SharedQuota(state.access.reserve_quota)  # the budget is the database's, shared by every process
+    state.service = PredictionService(state, model_adapter.loader(settings, descriptions), _secret(settings))
     return state
 
 

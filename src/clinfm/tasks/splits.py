@@ -35,7 +35,7 @@ def read_subject_splits(dataset_dir: str | Path) -> pl.DataFrame:
     path = Path(dataset_dir) / schema.SPLITS_FILE
     if not path.exists():
         raise SplitError(f"{path} is missing: the dataset has no subject splits")
-    return pl.from_arrow(pq.read_table(path)).select(pl.col(SID).cast(pl.Int64), "split")
+    return schema.frame(pq.read_table(path)).select(pl.col(SID).cast(pl.Int64), "split")
 
 
 def subject_split(labels: pl.DataFrame, dataset_dir: str | Path) -> pl.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 
@@ -30,7 +31,8 @@ class IngestTask:
     stop: int | None = None
     options: tuple[tuple[str, object], ...] = ()
 
-    def option(self, name: str, default: object = None) -> object:
+    def option(self, name: str, default: Any = None) -> Any:
+        """A source-specific setting of this task (options are plain values: paths, sizes, flags)."""
         return dict(self.options).get(name, default)
 
 
@@ -78,14 +80,23 @@ class ShardBuilder:
 
     def __init__(self, source_file: str) -> None:
         self.source_file = source_file
-        self._cols: dict[str, list] = {name: [] for name in schema.EVENT_COLUMNS}
-        self._tables: list[str] = []
+        self._start_columns()
         self._quarantine: dict[str, list] = {name: [] for name in schema.QUARANTINE_SCHEMA.names}
         self.counts: dict[str, RecordCounts] = {}
         self.code_descriptions: dict[str, str] = {}
 
+    def _start_columns(self) -> None:
+        # One list per column, bound to attributes: add_event runs once per event (the ingest's hot path).
+        self._sid: list[int] = []
+        self._time: list[object] = []
+        self._code: list[str] = []
+        self._num: list[float | None] = []
+        self._text: list[str | None] = []
+        self._unit: list[str | None] = []
+        self._tables: list[str] = []
+
     def __len__(self) -> int:
-        return len(self._cols[schema.SUBJECT_ID])
+        return len(self._sid)
 
     def add_event(
         self,
@@ -99,13 +110,12 @@ class ShardBuilder:
     ) -> None:
         """Add one event; ``table`` names the source table or resource type it came from."""
         self._tables.append(table)
-        c = self._cols
-        c[schema.SUBJECT_ID].append(subject_id)
-        c[schema.TIME].append(time)
-        c[schema.CODE].append(code)
-        c[schema.NUMERIC_VALUE].append(numeric_value)
-        c[schema.TEXT_VALUE].append(text_value)
-        c[schema.UNIT].append(unit)
+        self._sid.append(subject_id)
+        self._time.append(time)
+        self._code.append(code)
+        self._num.append(numeric_value)
+        self._text.append(text_value)
+        self._unit.append(unit)
 
     def describe(self, code: str, description: str | None) -> None:
         if description and code not in self.code_descriptions:
@@ -126,18 +136,22 @@ class ShardBuilder:
         q["table"].append(table)
         q["locator"].append(locator)
         q["reason"].append(reason)
+        q["records"].append(n)
 
     def flush(self) -> ShardOutput:
         """Hand over what was built so far and start empty (keeps memory bounded by the batch)."""
+        columns: dict[str, list[Any]] = {
+            schema.SUBJECT_ID: self._sid, schema.TIME: self._time, schema.CODE: self._code,
+            schema.NUMERIC_VALUE: self._num, schema.TEXT_VALUE: self._text, schema.UNIT: self._unit,
+        }  # fmt: skip
         out = ShardOutput(
-            events=schema.events_table(self._cols),
+            events=schema.events_table(columns),
             quarantine=pa.Table.from_pydict(self._quarantine, schema=schema.QUARANTINE_SCHEMA),
             counts=self.counts,
             code_descriptions=self.code_descriptions,
             event_tables=self._tables if any(self._tables) else None,
         )
-        self._cols = {name: [] for name in schema.EVENT_COLUMNS}
-        self._tables = []
+        self._start_columns()
         self._quarantine = {name: [] for name in schema.QUARANTINE_SCHEMA.names}
         self.counts, self.code_descriptions = {}, {}
         return out
@@ -159,8 +173,12 @@ class SourcePlan:
     code_descriptions: dict[str, str] = field(default_factory=dict)
     subject_splits: dict[int, str] = field(default_factory=dict)
     """Splits the source already defines (MEDS input); other subjects get a seeded hash split."""
-    ignored_files: list[str] = field(default_factory=list)
-    """Input files the source knows and deliberately does not convert (shown to the user, kept in metadata)."""
+    not_converted: dict[str, str] = field(default_factory=dict)
+    """Tables, files or resource types the source found and does not convert to events, each with why (shown
+    after the reconciliation and kept in ``metadata/dataset.json``)."""
+    subject_table: str | None = None
+    """The table whose records define subjects (FHIR: ``Patient``): a subject with events but no record there was
+    only referred to, never exported, and its events are quarantined. None: no such check."""
 
 
 GZIP_EXPANSION = 6

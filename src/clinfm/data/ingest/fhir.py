@@ -56,6 +56,7 @@ import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -208,8 +209,8 @@ def _code(system: object, value: str) -> str:
     key = (system, value)
     code = _CODES.get(key)
     if code is None:
-        vocab = VOCABULARIES.get(system) if system.__class__ is str else None  # type: ignore[arg-type]
-        code = f"{vocab or local_vocabulary(system if system.__class__ is str else None)}{schema.SEP}{value.strip()}"  # type: ignore[arg-type]
+        vocab = VOCABULARIES.get(system) if system.__class__ is str else None
+        code = f"{vocab or local_vocabulary(system if system.__class__ is str else None)}{schema.SEP}{value.strip()}"
         if len(_CODES) > _CACHE_LIMIT:
             _CODES.clear()
         _CODES[key] = code
@@ -299,7 +300,7 @@ class _Context:
     def describe(self, code: str, display: object) -> None:
         if code not in self.described and display.__class__ is str and display:
             self.described.add(code)
-            self.builder.describe(code, display)  # type: ignore[arg-type]
+            self.builder.describe(code, display)
 
     def flush(self) -> ShardOutput:
         for table, n in self.converted.items():
@@ -318,6 +319,11 @@ def _subject(r: dict, rt: str, field: str, ctx: _Context) -> int:
         raise _Rejected(f"{rt}.{field}.reference is missing (expected a reference to the Patient)")
     if ref.startswith("urn:uuid:"):
         pid = ctx.patients.get(ref) or ref[9:]
+    elif ref in ctx.patients:  # an absolute fullUrl of a Patient in this Bundle
+        pid = ctx.patients[ref]
+    elif "://" in ref:
+        raise _Rejected(f"{rt}.{field}.reference points to another server (an absolute URL, not a Patient of this "
+                        "export): it is not merged into a local patient with the same id")  # fmt: skip
     else:
         i = ref.rfind("Patient/")
         pid = ref[i + 8 :].split("/", 1)[0] if i >= 0 and (i == 0 or ref[i - 1] == "/") else ""
@@ -346,15 +352,15 @@ def _concept(cc: object, where: str, index: int | None = None) -> tuple[str, obj
 
     ``where`` names the field in a quarantine reason (a ``{}`` in it is filled with ``index``, only then).
     """
-    codings = cc.get("coding") if cc.__class__ is dict else None  # type: ignore[union-attr]
+    codings = cc.get("coding") if cc.__class__ is dict else None
     if codings.__class__ is list:
-        first = codings[0] if codings else None  # type: ignore[index]
+        first = codings[0] if codings else None
         if first.__class__ is dict:  # fast path: a first coding that is already cached and standard
-            code = _STANDARD_CODES.get((first.get("system"), first.get("code")))  # type: ignore[union-attr]
+            code = _STANDARD_CODES.get((first.get("system"), first.get("code")))
             if code is not None:
-                return code, first.get("display")  # type: ignore[union-attr]
+                return code, first.get("display")
         fallback = None
-        for c in codings:  # type: ignore[union-attr]
+        for c in codings:
             value = c.get("code") if c.__class__ is dict else None
             if value.__class__ is not str or not value.strip():
                 continue
@@ -425,13 +431,13 @@ def _answer(cc: object) -> str | None:
     """A coded answer as text: its display, else the concept's text, else its code."""
     if cc.__class__ is not dict:
         return str(cc)
-    for c in cc.get("coding") or ():  # type: ignore[union-attr]
+    for c in cc.get("coding") or ():
         if c.__class__ is dict:
             if c.get("display").__class__ is str:
                 return c["display"]
             if c.get("code").__class__ is str:
                 return _code(c.get("system"), c["code"])
-    text = cc.get("text")  # type: ignore[union-attr]
+    text = cc.get("text")
     return text if text.__class__ is str else None
 
 
@@ -439,7 +445,7 @@ def _attachment_text(att: object, where: str) -> str | None:
     """The decoded text of an Attachment with inline ``text/*`` data; ``None`` for other attachments."""
     if att.__class__ is not dict:
         return None
-    data, ctype = att.get("data"), att.get("contentType") or "text/plain"  # type: ignore[union-attr]
+    data, ctype = att.get("data"), att.get("contentType") or "text/plain"
     if data is None or ctype.__class__ is not str or not ctype.lower().startswith("text/"):
         return None
     try:
@@ -523,7 +529,7 @@ def _encounter(r: dict, ctx: _Context) -> None:
     cls = r.get("class")
     if cls.__class__ is list and cls and cls[0].__class__ is dict:  # R5 shape: a list of CodeableConcepts
         cls = (cls[0].get("coding") or [None])[0]
-    visit = VISIT_CLASSES.get(cls.get("code"), "OTHER") if cls.__class__ is dict else "OTHER"
+    visit = VISIT_CLASSES.get(str(cls.get("code")), "OTHER") if cls.__class__ is dict else "OTHER"
     ctx.add(sid, t0, _VISIT_CODES[visit, "START"], None, None, None, "Encounter")
     if t1 is not None:
         ctx.add(sid, t1, _VISIT_CODES[visit, "END"], None, None, None, "Encounter")
@@ -643,6 +649,8 @@ def _observation(r: dict, ctx: _Context) -> None:
     # The hot path (most FHIR data are Observations): subject and time come from the caches when they can
     # (one visit's timestamp repeats across its observations), the general helpers (which also word the
     # quarantine reasons) run on a miss. Nothing raises for a record that converts.
+    sid: int | None
+    t: int | None
     try:
         sid = ctx.subjects[r["subject"]["reference"]]
         t = _TIMES[r["effectiveDateTime"]]
@@ -658,7 +666,7 @@ def _observation(r: dict, ctx: _Context) -> None:
     components = r.get("component")
     vq = r.get("valueQuantity")
     if vq.__class__ is dict and not components and "comparator" not in vq:  # a plain measurement
-        v, unit = vq.get("value"), vq.get("unit")  # type: ignore[union-attr]
+        v, unit = vq.get("value"), vq.get("unit")
         if (
             (v.__class__ is float or v.__class__ is int)
             and unit.__class__ is str
@@ -745,10 +753,10 @@ EVENT_TYPES = frozenset(_CONVERTERS) - NON_EVENT_TYPES
 """The FHIR resource types that become timeline events."""
 
 
-def _convert_resource(r: object, ctx: _Context) -> tuple[str, str] | None:
+def _convert_resource(r: Any, ctx: _Context) -> tuple[str, str] | None:
     """Convert one resource; ``None`` when it converted, else ``(table, reason)`` for the quarantine."""
     try:
-        rt = r["resourceType"]  # type: ignore[index]
+        rt = r["resourceType"]
         converter = _CONVERTERS[rt]
     except (KeyError, TypeError, IndexError):  # not an object, no or an unknown resourceType
         return _untyped(r)
@@ -767,7 +775,7 @@ def _convert_resource(r: object, ctx: _Context) -> tuple[str, str] | None:
 
 
 def _untyped(r: object) -> tuple[str, str]:
-    rt = r.get("resourceType") if r.__class__ is dict else None  # type: ignore[union-attr]
+    rt = r.get("resourceType") if r.__class__ is dict else None
     if r.__class__ is not dict:
         return (
             "unparseable",
@@ -778,8 +786,8 @@ def _untyped(r: object) -> tuple[str, str]:
     if rt.__class__ is not str:
         return "unparseable", f"resourceType {rt!r} is not a string"
     if rt in UNMAPPED_CLINICAL_TYPES:
-        return rt, f"resourceType {rt!r} is a FHIR R4 resource this converter does not map to events yet"  # type: ignore[return-value]
-    return rt, f"resourceType {rt!r} is not a FHIR R4 resource type"  # type: ignore[return-value]
+        return rt, f"resourceType {rt!r} is a FHIR R4 resource this converter does not map to events yet"
+    return rt, f"resourceType {rt!r} is not a FHIR R4 resource type"
 
 
 # --- files -> tasks -> batches -------------------------------------------------------------------------
@@ -818,7 +826,8 @@ def plan(path: str | Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> SourcePlan
             ]
         else:
             tasks.append(IngestTask(str(p), kind))  # type: ignore[arg-type]
-    return SourcePlan(source="fhir", source_path=str(root), tasks=tasks, convert=convert, input_bytes=total)
+    return SourcePlan(source="fhir", source_path=str(root), tasks=tasks, convert=convert, input_bytes=total,
+                      subject_table="Patient")
 
 
 def convert(task: IngestTask) -> Iterator[ShardOutput]:

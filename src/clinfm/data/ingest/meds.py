@@ -57,7 +57,7 @@ def convert(task: IngestTask) -> Iterator[ShardOutput]:
         return
     row = 0
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-        yield _convert_batch(task, pl.from_arrow(batch), row)
+        yield _convert_batch(task, schema.frame(batch), row)
         row += batch.num_rows
 
 
@@ -98,22 +98,12 @@ def _convert_batch(task: IngestTask, df: pl.DataFrame, first_row: int) -> ShardO
             schema.UNIT: good[schema.UNIT].to_arrow(),
         }
     ).cast(schema.EVENT_SCHEMA)
-    quarantine = pa.Table.from_pydict(
-        {
-            "source_file": [task.source_file] * bad.height,
-            "table": [TABLE] * bad.height,
-            "locator": [f"row {r}" for r in bad["_row"].to_list()],
-            "reason": bad["reason"].to_list(),
-        },
-        schema=schema.QUARANTINE_SCHEMA,
-    )
+    quarantine = schema.quarantine_table(task.source_file, TABLE, [f"row {r}" for r in bad["_row"].to_list()],
+                                         bad["reason"].to_list())  # fmt: skip
     counts = {TABLE: RecordCounts(read=df.height, converted=good.height, quarantined=bad.height)}
     return ShardOutput(events, quarantine, counts)
 
 
 def _rejected(task: IngestTask, locator: str, reason: str, n: int) -> ShardOutput:
-    quarantine = pa.Table.from_pydict(
-        {"source_file": [task.source_file], "table": [TABLE], "locator": [locator], "reason": [reason]},
-        schema=schema.QUARANTINE_SCHEMA,
-    )
+    quarantine = schema.quarantine_table(task.source_file, TABLE, [locator], [reason], [n])
     return ShardOutput(schema.empty_events(), quarantine, {TABLE: RecordCounts(read=n, quarantined=n)})

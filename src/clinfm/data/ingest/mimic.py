@@ -232,7 +232,7 @@ def _read_whole(path: Path | None, columns: tuple[str, ...]) -> pl.DataFrame:
         return empty
     if not tables:
         return empty
-    return pl.from_arrow(pa.concat_tables(tables).select(list(columns)))
+    return schema.frame(pa.concat_tables(tables).select(list(columns)))
 
 
 def _admissions(root: Path) -> pl.DataFrame:
@@ -628,6 +628,16 @@ _CHARTEVENTS = _item_table("MIMIC_ITEM", "icu/d_items", "charttime", "valuenum",
 _INPUTEVENTS = _item_table("MIMIC_ITEM", "icu/d_items", "starttime", "amount", "amountuom")
 _OUTPUTEVENTS = _item_table("MIMIC_ITEM", "icu/d_items", "charttime", "value", "valueuom")
 _PROCEDUREEVENTS = _item_table("MIMIC_ITEM", "icu/d_items", "starttime", "value", "valueuom")
+_INGREDIENTEVENTS = _item_table("MIMIC_ITEM", "icu/d_items", "starttime", "amount", "amountuom")
+_DATETIMEEVENTS = TableSpec(  # the value is itself a date (e.g. "date of last dialysis"): kept as text
+    required=("subject_id", "itemid", "charttime"),
+    optional=("value",),
+    times={"charttime": True},
+    prepare=_prepare_items("icu/d_items"),
+    checks=(_required_text("itemid", "an item id"), _integer("itemid", "item id")),
+    emits=(Emit(_code("MIMIC_ITEM", pl.col("_item").cast(pl.String)), time=_t("charttime"), text=_s("value"),
+                description=pl.col("_label")),),
+)  # fmt: skip
 
 _ndc = _s("ndc")
 _valid_ndc = _ndc.str.contains(r"^\d{10,11}$") & ~_ndc.str.contains(r"^0+$")
@@ -756,6 +766,8 @@ TABLES: dict[str, TableSpec] = {
     "icu/outputevents": _OUTPUTEVENTS,
     "icu/procedureevents": _PROCEDUREEVENTS,
     "icu/chartevents": _CHARTEVENTS,
+    "icu/ingredientevents": _INGREDIENTEVENTS,
+    "icu/datetimeevents": _DATETIMEEVENTS,
 }
 """Every table this source converts, by ``module/name``."""
 
@@ -805,8 +817,9 @@ def _open_source(path: Path) -> _TolerantGzip | io.BufferedReader:
 def _read_header(path: Path) -> list[str]:
     with _open_source(path) as source:
         head = source.read(1 << 16)
-        if not head and getattr(source, "error", None) is not None:
-            raise source.error
+        error = getattr(source, "error", None)  # _TolerantGzip keeps what stopped it
+        if not head and error is not None:
+            raise error
     text = head.decode("utf-8-sig", errors="replace")
     first = next(csv.reader(io.StringIO(text)), [])
     return [name.strip() for name in first]
@@ -928,11 +941,11 @@ def _common_checks(spec: TableSpec) -> list[Check]:
     return checks
 
 
-def _typed_null(dtype: pl.DataType) -> pl.Expr:
+def _typed_null(dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     return pl.lit(None, dtype=dtype)
 
 
-def _or_null(expr: pl.Expr | None, dtype: pl.DataType) -> pl.Expr:
+def _or_null(expr: pl.Expr | None, dtype: pl.DataType | type[pl.DataType]) -> pl.Expr:
     return (expr if expr is not None else _typed_null(dtype)).cast(dtype)
 
 
@@ -969,8 +982,7 @@ def convert_chunk(task: IngestTask, table: pa.Table, rows: np.ndarray) -> tuple[
     spec = TABLES[task.table]
     path = Path(task.source_file)
     ctx = Context(label=_file_label(path), root=Path(str(task.option("root", path.parent.parent))))
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
+    df = schema.frame(table)
     missing_optional = [c for c in spec.optional if c not in df.columns]
     df = df.with_columns(
         pl.Series("_row", rows, dtype=pl.Int64),
@@ -999,17 +1011,10 @@ def convert_chunk(task: IngestTask, table: pa.Table, rows: np.ndarray) -> tuple[
     return events, rejected
 
 
-def _quarantine(task: IngestTask, rejected: list[tuple[str, str]]) -> pa.Table:
-    """Quarantine rows from (locator, reason) pairs."""
-    return pa.Table.from_pydict(
-        {
-            "source_file": [task.source_file] * len(rejected),
-            "table": [task.table] * len(rejected),
-            "locator": [locator for locator, _ in rejected],
-            "reason": [reason for _, reason in rejected],
-        },
-        schema=schema.QUARANTINE_SCHEMA,
-    )
+def _quarantine(task: IngestTask, rejected: list[tuple[str, str]], records: list[int] | None = None) -> pa.Table:
+    """Quarantine rows from (locator, reason) pairs, each one record unless ``records`` says otherwise."""
+    return schema.quarantine_table(task.source_file, task.table, [locator for locator, _ in rejected],
+                                   [reason for _, reason in rejected], records)  # fmt: skip
 
 
 def _output(
@@ -1032,7 +1037,7 @@ def _output(
 def _whole_file_rejected(task: IngestTask, locator: str, reason: str, records: int) -> ShardOutput:
     """One quarantine row standing for ``records`` records (a file that cannot be converted row by row)."""
     counts = {task.table: RecordCounts(read=records, converted=0, quarantined=records)}
-    return ShardOutput(schema.empty_events(), _quarantine(task, [(locator, reason)]), counts)
+    return ShardOutput(schema.empty_events(), _quarantine(task, [(locator, reason)], [records]), counts)
 
 
 def _malformed(label: str, invalid: list[tuple[int | None, int, int]]) -> list[tuple[int | None, str]]:
@@ -1078,8 +1083,8 @@ def convert(task: IngestTask) -> Iterator[ShardOutput]:
         return
     problem = _header_problem(stream.header, spec)
     if problem is not None:
-        rows = stream.count_rows() if stream.header else 0
-        yield _whole_file_rejected(task, "header", f"{label}: {problem}; all {rows} rows quarantined", rows)
+        n_rows = stream.count_rows() if stream.header else 0
+        yield _whole_file_rejected(task, "header", f"{label}: {problem}; all {n_rows} rows quarantined", n_rows)
         return
     reported = 0
     produced = False
@@ -1138,6 +1143,30 @@ class TableFiles:
     ignored: list[Path]
 
 
+NOT_CONVERTED = {
+    "hosp/d_icd_diagnoses": "dictionary: read for the descriptions of ICD diagnosis codes, no events",
+    "hosp/d_icd_procedures": "dictionary: read for the descriptions of ICD procedure codes, no events",
+    "hosp/d_labitems": "dictionary: read for the labels of lab item ids, no events",
+    "icu/d_items": "dictionary: read for the labels of ICU item ids, no events",
+    "hosp/d_hcpcs": "dictionary: hcpcsevents rows carry their own description, no events",
+    "hosp/pharmacy": "pharmacy dispensing of the orders in prescriptions (converted); administrations are in emar "
+                     "(converted): no further clinical event",
+    "hosp/poe": "provider order entry: order bookkeeping (type, status, transactions); the orders' clinical content "
+                "is in prescriptions, labevents and the procedure tables (converted)",
+    "hosp/poe_detail": "field/value detail of poe orders (see hosp/poe), no clinical code",
+    "hosp/emar_detail": "per-dose detail (product, dose due and given) of the emar administrations (converted)",
+    "hosp/provider": "provider ids only, no patient events",
+    "icu/caregiver": "caregiver ids only, no patient events",
+}
+"""Why each MIMIC-IV file outside :data:`TABLES` is not turned into events."""
+
+
+def _why_not(table: str, path: Path) -> str:
+    if not path.is_file() or not any(path.name.endswith(s) for s in SUFFIXES):
+        return "not a CSV(.gz) table file"
+    return NOT_CONVERTED.get(table, "not a MIMIC-IV table this converter knows")
+
+
 def find_tables(root: str | Path) -> TableFiles:
     root = Path(root)
     tables: dict[str, Path] = {}
@@ -1151,12 +1180,18 @@ def find_tables(root: str | Path) -> TableFiles:
             if suffix is None or not path.is_file():
                 ignored.append(path)
                 continue
-            table = f"{module}/{path.name[: -len(suffix)]}"
+            table = _table_name(path, root)
             if table in TABLES and table not in tables:
                 tables[table] = path
             else:
                 ignored.append(path)
     return TableFiles(tables, ignored)
+
+
+def _table_name(path: Path, root: Path) -> str:
+    """``hosp/labevents`` for ``ROOT/hosp/labevents.csv.gz``."""
+    suffix = next((s for s in SUFFIXES if path.name.endswith(s)), "")
+    return f"{path.parent.relative_to(root)}/{path.name[: len(path.name) - len(suffix)]}"
 
 
 def plan(path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SourcePlan:
@@ -1186,5 +1221,5 @@ def plan(path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> SourcePlan:
         tasks=tasks,
         convert=convert,
         input_bytes=sum(estimated_bytes(p) for p in files.tables.values()),
-        ignored_files=[str(p.relative_to(root)) for p in files.ignored],
+        not_converted={str(p.relative_to(root)): _why_not(_table_name(p, root), p) for p in files.ignored},
     )

@@ -47,11 +47,11 @@ class TableSpec:
     """How one OMOP table becomes events. Expressions are DuckDB SQL over the table's columns."""
 
     name: str
-    id_column: str | None
-    concept_column: str | None
+    id_column: str
+    concept_column: str
     source_value_column: str | None
     datetime_column: str | None
-    date_column: str | None
+    date_column: str
     numeric_sql: str = "NULL"
     text_sql: str = "NULL"
     unit_sql: str = "NULL"
@@ -142,23 +142,49 @@ def plan(duckdb_file: str | Path | None = None, csv_dir: str | Path | None = Non
     for table in TABLES:
         if table not in present:
             continue
-        rows = con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        rows = (con.execute(f"SELECT count(*) FROM {table}").fetchone() or (0,))[0]
         slices = max(1, math.ceil(rows / CHUNK_ROWS))
         for i in range(slices):
             tasks.append(IngestTask(_file_label(source_path, table, base_options), table, i, slices, base_options))
     con.close()
-    return SourcePlan("omop", source_path, tasks, convert, input_bytes)
+    if dict(base_options)["mode"] == "csv":
+        present = {stem for stem, _ in _csv_stems(Path(source_path))}
+    skipped = {t: NOT_CONVERTED.get(t, "an OMOP CDM table this converter does not map to events")
+               for t in sorted(present - set(TABLES) - {"concept"})}  # fmt: skip
+    return SourcePlan("omop", source_path, tasks, convert, input_bytes, not_converted=skipped)
+
+
+NOT_CONVERTED = {
+    **dict.fromkeys(
+        ("concept_ancestor", "concept_class", "concept_relationship", "concept_synonym", "domain", "drug_strength",
+         "relationship", "source_to_concept_map", "vocabulary"),
+        "vocabulary table (codes keep their source vocabulary; concept is read for descriptions)",
+    ),
+    **dict.fromkeys(("condition_era", "drug_era", "dose_era"), "derived eras, recomputable from the converted events"),
+    **dict.fromkeys(("cdm_source", "metadata", "cohort", "cohort_attribute", "fact_relationship"),
+                    "metadata or analysis results, not patient events"),
+    **dict.fromkeys(("care_site", "location", "provider"), "organisation and address tables, not patient events"),
+    **dict.fromkeys(("cost", "payer_plan_period"), "billing and coverage: not mapped to events"),
+    "observation_period": "observation spans (when a person was followed), not events; not mapped",
+    "visit_detail": "sub-visit detail (e.g. ward moves): not mapped yet; visit_occurrence is converted",
+    "device_exposure": "not mapped to events yet",
+    "specimen": "not mapped to events yet",
+    "note_nlp": "derived from note (converted)",
+}  # fmt: skip
+"""Why each OMOP CDM table outside :data:`TABLES` is left out (tables not named here: not mapped)."""
 
 
 def _csv_options(folder: Path) -> tuple:
     if not folder.is_dir():
         raise FileNotFoundError(f"OMOP CSV folder {str(folder)!r} does not exist")
-    found: dict[str, str] = {}
-    for path in sorted(folder.iterdir()):
-        stem = path.name.lower().removesuffix(".gz").removesuffix(".csv")
-        if stem in TABLES + ["concept"] and path.name.lower().endswith((".csv", ".csv.gz")):
-            found[stem] = str(path)
+    found = {stem: str(path) for stem, path in _csv_stems(folder) if stem in TABLES + ["concept"]}
     return (("mode", "csv"), ("csv_files", tuple(sorted(found.items()))), ("location", str(folder)))
+
+
+def _csv_stems(folder: Path) -> list[tuple[str, Path]]:
+    """(table name, file) of every CSV(.gz) file in an OMOP CSV folder."""
+    return [(p.name.lower().removesuffix(".gz").removesuffix(".csv"), p) for p in sorted(folder.iterdir())
+            if p.name.lower().endswith((".csv", ".csv.gz"))]  # fmt: skip
 
 
 def _file_label(source_path: str, table: str, options: tuple) -> str:
@@ -199,11 +225,7 @@ def _whole_table_rejected(con, task: IngestTask, missing: list[str], found: list
     n = con.execute(f"SELECT count(*) FROM {task.table} {_slice_where(task, None)}").fetchone()[0]
     reason = f"table {task.table} is missing required column(s) {missing}; columns found: {found}"
     counts = {task.table: RecordCounts(read=n, quarantined=n)}
-    quarantine = pa.Table.from_pydict(
-        {"source_file": [task.source_file] * n, "table": [task.table] * n,
-         "locator": [f"row {i + 1}" for i in range(n)], "reason": [reason] * n},
-        schema=schema.QUARANTINE_SCHEMA,
-    )  # fmt: skip
+    quarantine = schema.quarantine_table(task.source_file, task.table, [f"table {task.table}"], [reason], [n])
     return ShardOutput(schema.empty_events(), quarantine, counts)
 
 
@@ -375,17 +397,14 @@ def _split_rows(task: IngestTask, rows: pa.Table) -> ShardOutput:
     """Good rows become events; a record with any bad row is quarantined whole, once, with its reason."""
     import polars as pl
 
-    df = pl.from_arrow(rows)
+    df = schema.frame(rows)
     bad_locators = df.filter(pl.col("reason").is_not_null()).unique("locator", keep="first", maintain_order=True)
     good = df.filter(~pl.col("locator").is_in(bad_locators["locator"].implode()))
     n_good_records = good["locator"].n_unique()
     counts = {task.table: RecordCounts(read=n_good_records + bad_locators.height, converted=n_good_records,
                                        quarantined=bad_locators.height)}  # fmt: skip
-    quarantine = pa.Table.from_pydict(
-        {"source_file": [task.source_file] * bad_locators.height, "table": [task.table] * bad_locators.height,
-         "locator": bad_locators["locator"].to_list(), "reason": bad_locators["reason"].to_list()},
-        schema=schema.QUARANTINE_SCHEMA,
-    )  # fmt: skip
+    quarantine = schema.quarantine_table(task.source_file, task.table, bad_locators["locator"].to_list(),
+                                         bad_locators["reason"].to_list())  # fmt: skip
     events = (
         good.select(list(schema.EVENT_COLUMNS))
         .to_arrow()

@@ -11,11 +11,13 @@ from clinfm.deid.recognizers.device import DeviceIdRecognizer
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 from clinfm.deid.recognizers.health_plan import HealthPlanIdRecognizer
 from clinfm.deid.recognizers.identifier import OtherIdRecognizer
+from clinfm.deid.recognizers.labelled_field import LabelledFieldRecognizer
 from clinfm.deid.recognizers.license import LicenseNumberRecognizer
 from clinfm.deid.recognizers.mrn import MRNRecognizer
 from clinfm.deid.recognizers.name import ClinicalNameRecognizer
 from clinfm.deid.recognizers.phone import PhoneFaxRecognizer
 from clinfm.deid.recognizers.ssn import SSNRecognizer
+from clinfm.deid.recognizers.url import WebAddressRecognizer
 from clinfm.deid.recognizers.vehicle import VehicleIdRecognizer
 
 RECOGNIZER_CLASSES: tuple[type[GroupPatternRecognizer], ...] = (
@@ -33,6 +35,8 @@ RECOGNIZER_CLASSES: tuple[type[GroupPatternRecognizer], ...] = (
     SSNRecognizer,
     OtherIdRecognizer,
     BiometricIdRecognizer,
+    WebAddressRecognizer,
+    LabelledFieldRecognizer,
 )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from clinfm.deid.lexicon import clinical_words
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 
 STATE_ABBREVIATIONS = [
@@ -166,6 +167,9 @@ _ZIP = r"\d{5}(?:-\d{4})?"
 _CITY_STATE_ZIP = rf"{_CITY},?[ \t]+{_STATE}(?:,?[ \t]+{_ZIP})?"
 
 
+_SUFFIX_WORDS = frozenset({"st", "dr", "way", "court", "place", "square", "row", "circle", "loop"})
+
+
 class AddressRecognizer(GroupPatternRecognizer):
     """Street lines (with unit, city, state, ZIP when they follow), "City, ST [ZIP]", PO boxes, cued ZIPs."""
 
@@ -208,6 +212,12 @@ class AddressRecognizer(GroupPatternRecognizer):
 
     def refine(self, text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
         value = text[start:end]
+        letters = [ch for ch in value if ch.isalpha()]
+        if letters and all(ch.isupper() for ch in letters) and pattern.name in ("street", "lives_in", "city_state"):
+            # in a note in capitals "3 WAY FOLEY IN PLACE" or "SONS IN VISITING TODAY" look like addresses
+            words = {w.lower() for w in re.findall(r"[A-Za-z']+", value)}
+            if words & (clinical_words() - _SUFFIX_WORDS):
+                return None
         # "Jane Roe, MD" and "cardiac output, CO" are not places: these abbreviations need a ZIP.
         ambiguous = value.rsplit(None, 1)[-1].rstrip(".") in _AMBIGUOUS_STATES
         if pattern.name == "city_state" and ambiguous and not re.search(r"\d", value):

@@ -8,11 +8,14 @@ from functools import lru_cache
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from clinfm.deid.lexicon import could_be_name, is_name_word, is_plain_word, name_lexicon, reads_as_name
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 
 _CAP = r"[A-Z][A-Za-z'\u00C0-\u017F-]+"
 _FULL = rf"{_CAP}(?: [A-Z]\.?(?![A-Za-z]))?(?: {_CAP}){{0,2}}"  # "Jane A. Roe", "Mary Ellen Smith"
-_LAST_FIRST = rf"{_CAP}, ?{_CAP}(?: [A-Z]\.?(?![A-Za-z]))?(?![\w-])"  # "ROE, JANE A"
+_CAPS_PARTICLE = r"(?:[Vv]an|[Vv]on|[Dd]e|DE|[Dd]el|DEL|[Dd]ella|[Dd]er|DER|[Dd]en|[Dd]i|DI|[Dd]a|DA|[Dd]u|DU|[Ll]a|LA|[Ll]e|LE|St\.?|ST\.?|Ó|O'|Mac|MAC|[Dd]os|DOS|VAN|VON)"
+# "ROE, JANE A", "DE LA CRUZ, ANA", "GARCÍA-LÓPEZ, MARÍA J.", "van der Berg, Pieter"
+_LAST_FIRST = rf"(?:{_CAPS_PARTICLE} ){{0,3}}{_CAP}(?: {_CAP})?, ?{_CAP}(?: {_CAP})?(?: [A-Z]\.?(?![A-Za-z]))?(?![\w-])"
 _TITLE = r"(?:Dr|Doctor|Mr|Mrs|Ms|Miss|Mx|Prof|Professor|Nurse|Sister|Father)"
 _CREDENTIAL = r"(?:MD|M\.D\.|DO|D\.O\.|RN|NP|PA-C|PA|PhD|MBBS|CNM|CRNA|LCSW|PharmD|DPM|DDS|APRN|FNP|ANP|MSW|LPN|RD|PT|OT)"
 _RELATIVE = (
@@ -34,6 +37,26 @@ _HEADER = (
     r"|Guarantor|Subscriber|Insured|Next\s+of\s+kin|NOK|Witness|Consultant|Consulting|Covering|Translator|Preceptor)"
 )
 _STAFF = r"(?:RN|NP|PA|LPN|CNA|RD|SW|RT|LNA|CNM)"
+# Any-case building blocks for real notes ("dr vasquez", "DTR SUZETTE", "q. lander rrt", "Ó Briain", "van der Berg").
+_L = "A-Za-z\u00C0-\u024F"
+_WORD = rf"[{_L}][{_L}'’-]*"
+_PARTICLE = r"(?i:van|von|der|den|de|del|della|di|da|du|la|le|st\.?|o'|mac|bin|ibn|al|el|dos|das|ter|ten)"
+_ANY_TITLE = r"(?:(?i:dr|drs|doctor|mr|mrs|miss|mx|prof)|Ms|ms)"  # "MS." in capitals is mental status
+_ANY_FULL = (
+    rf"(?:[{_L}]\.[ \t]*)?{_WORD}(?:[ \t]+(?!{_ANY_TITLE}(?![{_L}]))(?:[{_L}]\.?(?![{_L}])|{_PARTICLE}(?=[ \t])|{_WORD})){{0,3}}"
+)
+_ANY_RELATIVE = (
+    r"(?i:daughter|dtr|dau|son|wife|husband|hubby|spouse|partner|mother|mom|father|dad|sister|sis|brother|bro"
+    r"|grandson|granddaughter|grandaughter|grandmother|grandfather|niece|nephew|aunt|uncle|cousin|friend"
+    r"|neighbou?r|caregiver|guardian|fianc[eé]e?|boyfriend|girlfriend|hcp|proxy|poa|step\s?daughter|step\s?son"
+    r"|daughter-in-law|son-in-law|sister-in-law|brother-in-law|grand[ \t]?daughter|grand[ \t]?son|contact[ \t]+person"
+    r"|contact|next[ \t]+of[ \t]+kin|nok|surrogate|decision[ \t]+maker)"
+)
+# Credentials that close a signature line, any case: "EARL N. RAND, RRT", "q. lander rrt", "Bernard Foley CRT".
+_SIGN_CREDENTIAL = (
+    r"(?i:RRT|CRT|RT|RN|BSN|CCRN|LPN|LNA|CNA|NP|ANP|FNP|PA-C|PA|MD|M\\.D\\.|DO|MSW|LICSW|LCSW|SW|PT|OT|SLP|RD"
+    r"|PharmD|RPh|SRNA|CRNA|SN|MS|PhD)"
+)
 # Words a capitalised run after a cue may contain that are not part of a name.
 NOT_NAME = {
     "the",
@@ -306,6 +329,87 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             "NAME",
         ),
         GroupPattern(
+            "any_title",
+            rf"(?<![{_L}])(?:{_ANY_TITLE}|(?i:rabbi|pastor|reverend|rev|chaplain))(?![{_L}])"
+            rf"(?:['’][sS]|['’])?\.?[ \t]*(?=(?P<phi>{_ANY_FULL}))",
+            0.85,
+            "NAME",
+        ),
+        GroupPattern(
+            "any_relative",
+            rf"(?<![{_L}]){_ANY_RELATIVE}s?(?![{_L}])(?:'s)?[ \t]*(?:[,:(\-]+[ \t]*|[ \t](?i:is|named|was)[ \t]+)?"
+            rf"(?:{_ANY_TITLE}\.?[ \t]+)?(?=(?P<phi>{_ANY_FULL}))",
+            0.8,
+            "NAME",
+        ),
+        GroupPattern(
+            "signature",
+            rf"(?m)(?:^|[.!?;:)]|[ \t]{{2}})[ \t]*(?P<phi>(?:[{_L}]\.[ \t]*)?{_WORD}(?:[ \t]+[{_L}]\.?)?(?:[ \t]+{_WORD}){{0,2}}"
+            rf"|[{_L}]\.[ \t]*{_WORD}),?[ \t]+{_SIGN_CREDENTIAL}\.?(?=[ \t]*$|[ \t]{{2}})",
+            0.85,
+            "NAME",
+        ),
+        GroupPattern(
+            "spoke_with",
+            rf"(?<![{_L}])(?i:spoke|spoken|talked|talk|speak|speaking|discussed|met|conferred|meeting|consulted|reviewed)"
+            rf"[ \t]+(?i:with|to)[ \t]+"
+            rf"(?:(?i:staff|ho|resident|intern|fellow|attending|rn|np|pa)[ \t]+)?(?=(?P<phi>{_ANY_FULL}))",
+            0.75,
+            "NAME",
+        ),
+        GroupPattern(
+            "staff_any",
+            rf"(?<![{_L}])(?i:house[ \t]+staff|ho|resident|intern|fellow|attending|rn|np|pa|nurse|case[ \t]+manager"
+            rf"|social[ \t]+worker|sw|chaplain|therapist|interpreter|tech)(?![{_L}])[ \t]*,?[ \t]+(?=(?P<phi>{_ANY_FULL}))",
+            0.75,
+            "NAME",
+        ),
+        GroupPattern("family", rf"(?<![{_L}])(?P<phi>{_WORD})[ \t]+(?i:family)\b", 0.75, "NAME"),
+        # "Dr. Griffin and Swackhamer aware", "Drs' Ballou and Dutter", "sons Smokey, Morris and Roger"
+        GroupPattern(
+            "cue_list",
+            rf"(?<![{_L}])(?:{_ANY_TITLE}(?:['’]?[sS]|['’])?|{_ANY_RELATIVE}s?)(?![{_L}])\.?[ \t]+{_WORD}"
+            rf"(?:[ \t]*,[ \t]*(?P<phi1>{_WORD}))?[ \t]*(?:,|&|(?i:and))[ \t]*(?:{_ANY_TITLE}\.?[ \t]+)?(?P<phi2>{_WORD})",
+            0.75,
+            "NAME",
+        ),
+        # "Hank Przybylo (son)", "DICK CUCCHIARA (RESIDENT)", "Lopie Certusi cell# 410-...", "ask to page Suzette"
+        GroupPattern(
+            "role_after",
+            rf"(?<![{_L}])(?P<phi>{_WORD}(?:[ \t]+[{_L}]\.?)?(?:[ \t]+{_WORD})?)[ \t]*(?:\([ \t]*(?:{_ANY_RELATIVE}"
+            rf"|(?i:resident|intern|fellow|attending|rn|np|pa|md|sw|social[ \t]+worker|case[ \t]+manager))[ \t]*\)"
+            rf"|(?i:cell|home|work|tel|phone|ph|pager|beeper)[ \t]*(?:#|:|no\.?)[ \t]*\(?\d)",
+            0.75,
+            "NAME",
+        ),
+        # "E. WELSH AWARE", "Z. MILLER IN TO STRIP TUBES": an initial and a surname
+        GroupPattern(
+            "initial_surname", rf"(?:(?<=\s)|(?<=^)|(?<=\())(?P<phi>[A-Z]\.[ \t]*[A-Z][{_L}'’-]+)", 0.75, "NAME"
+        ),
+        # "JOHN STATES HIS SISTER", "Emily reports", "Radu verbalizes": a name before a reporting verb
+        GroupPattern(
+            "name_verb",
+            rf"(?<![{_L}])(?P<phi>{_WORD}(?:[ \t]+{_WORD})?)[ \t]+(?i:states|stated|reports|reported|verbalizes|verbalized"
+            rf"|says|said|aware|notified|updated|called|agrees|agreed|requests|requested|asked)(?![{_L}])",
+            0.7,
+            "NAME",
+        ),
+        # A lone name closing the note ("SUSAN"): the writer's signature
+        GroupPattern(
+            "last_line",
+            rf"(?:^|[.!?][ \t]+|[ \t]{{2,}})(?P<phi>{_WORD}(?:[ \t]+[{_L}]\.?)?(?:[ \t]+{_WORD})?)[ \t.]*\s*\Z",
+            0.7,
+            "NAME",
+        ),
+        GroupPattern("page_x", rf"(?i:\bpage|\bpaged|\bbeep|\bcall)[ \t]+(?P<phi>{_WORD})", 0.7, "NAME"),
+        # "lorrie morales is a 70 yr old female": the patient named where the note opens
+        GroupPattern(
+            "is_a_age",
+            rf"(?m)(?:^|[.:][ \t]+)[ \t]*(?P<phi>{_WORD}(?:[ \t]+[{_L}]\.?)?[ \t]+{_WORD})[ \t]+(?i:is|was)[ \t]+an?[ \t]+\d",
+            0.75,
+            "NAME",
+        ),
+        GroupPattern(
             "signed_by",
             rf"\b(?i:{_BY})\s*[:\-]?\s*(?:{_TITLE}\.?\s+)?(?P<phi>{_LAST_FIRST}|{_FULL})",
             0.85,
@@ -319,6 +423,13 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             re.MULTILINE,
         ),
         GroupPattern("staff", rf"\b{_STAFF}\s+(?P<phi>{_CAP} {_CAP})", 0.8, "NAME"),
+        # A banner line that opens with "LAST, FIRST M" and goes on to the DOB, MRN, age or sex
+        GroupPattern(
+            "banner_line",
+            rf"(?m)^[ \t]*(?P<phi>{_LAST_FIRST})(?=[ \t]*$|[ \t]{{2,}}|[ \t]*[|;]|,?[ \t]*(?i:DOB|D\.O\.B|MRN|age|sex|\d))",
+            0.8,
+            "NAME",
+        ),
         GroupPattern(
             "patient",
             r"\b(?i:patient|pt|for)\s+(?P<phi>[A-Z][a-z'-]+ (?:[A-Z]\. )?[A-Z][a-z'-]+)\b",
@@ -335,6 +446,8 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
     )
 
     def refine(self, text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+        if pattern.name in _LEXICON_PATTERNS:
+            return _refine_by_lexicon(text, start, end, pattern)
         tokens = list(re.finditer(r"\S+", text[start:end]))
         kept = []
         for tok in tokens:
@@ -351,9 +464,123 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             return None
         if pattern.name == "header" and len(kept) == 1 and kept[0].group().isupper() and len(first) <= 4:
             return None  # "Patient: CHF" / "cc: ED" are abbreviations
+        words = [t.group() for t in kept if len(t.group().strip(".,")) > 1]
+        if pattern.name == "banner_line" and not reads_as_name(words):
+            return None
+        strong_cue = pattern.name in ("title", "header", "signed_by", "list")
+        if pattern.name != "title" and (
+            all(is_plain_word(w) for w in words)
+            or not strong_cue
+            and _uncased(text[start : start + kept[-1].end()])
+            and not reads_as_name(words)
+        ):
+            return None  # "O. Continue PT", and in capitals "PA LINE PLACED" or "SEDATION WEANED", are not names
         new_end = start + kept[-1].end()
         while new_end > start and text[new_end - 1] in ",;:'":
             new_end -= 1
         if text[start:new_end].endswith("'s"):
             new_end -= 2
         return start, new_end, pattern.entity
+
+
+_LEXICON_PATTERNS = frozenset({
+    "any_title", "any_relative", "signature", "spoke_with", "staff_any", "family", "cue_list", "role_after",
+    "page_x", "is_a_age", "initial_surname", "name_verb", "last_line",
+})  # fmt: skip
+# How sure the cue is that a name follows: after "dr" even "dr small" is one; after "spoke with" only a known name.
+_FIRST_WORD_RULE = {
+    "any_title": "strong",
+    "signature": "strong",
+    "any_relative": "relative",
+    "spoke_with": "lexicon",
+    "staff_any": "lexicon",
+    "family": "lexicon",
+    "cue_list": "strong",
+    "role_after": "relative",
+    "page_x": "lexicon",
+    "is_a_age": "relative",
+    "initial_surname": "initial",
+    "name_verb": "verb",
+    "last_line": "lexicon",
+}
+_TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’.-]*")
+
+
+def _uncased(value: str) -> bool:
+    letters = [ch for ch in value if ch.isalpha()]
+    return bool(letters) and (all(ch.isupper() for ch in letters) or all(ch.islower() for ch in letters))
+
+
+def _first_word_ok(word: str, rule: str) -> bool:
+    core = word.strip(".'’").lower().removesuffix("'s").removesuffix("’s")
+    if rule == "strong" and word[:1].isupper() and word[1:].islower() and core in name_lexicon():
+        return core not in NOT_NAME  # "Dr Will Cole": a capitalised name that is also a stop word
+    if core in NOT_NAME or core in STOP_WORDS:
+        return False
+    if rule == "initial":  # after an initial, a lexicon name or a rare word, never a clinical one
+        return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
+    if rule == "strong":  # a lexicon name even if common ("dr green"), else a rare word ("dr swackhamer")
+        return could_be_name(core, common=3.5) or (core in name_lexicon() and could_be_name(core, common=9))
+    if rule == "relative":  # in capitals a lexicon name ("DAUGHTER VERONICA"), else also a rare word ("dtr laverne")
+        if word.isupper() and len(core) > 1:
+            return is_name_word(core, common=6.0)
+        return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
+    if rule == "verb" and not word[:1].isupper():
+        return False  # "foot asked", "pt states": a name before a verb is written with a capital
+    return is_name_word(core, common=5.5)
+
+
+def _refine_by_lexicon(text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+    """Keep the leading tokens that read as a name: the first after the cue's rule, the rest only while they are
+    initials, particles or name-like words written in the first word's case."""
+    rule = _FIRST_WORD_RULE[pattern.name]
+    tokens = [m for m in _TOKEN.finditer(text, start, end)]
+    kept: list[re.Match[str]] = []
+    words = 0
+    for i, tok in enumerate(tokens):
+        value = tok.group().rstrip(".") if not re.fullmatch(r"[^\W\d_]\.", tok.group()) else tok.group()
+        core = value.rstrip(".").removesuffix("'s").removesuffix("’s")
+        if not core:
+            break
+        if len(core) == 1:  # an initial: kept only with a word after it or before it
+            kept.append(tok)
+            continue
+        if re.fullmatch(_PARTICLE, core) and i + 1 < len(tokens):
+            kept.append(tok)
+            continue
+        if words == 0:
+            if pattern.name == "signature" and not (is_name_word(core) or could_be_name(core, common=3.0)):
+                return None
+            if pattern.name != "signature" and not _first_word_ok(core, rule):
+                break
+        else:
+            first = next(t for t in kept if len(t.group().rstrip(".")) > 1).group()
+            same_case = core.isupper() == first.isupper() and core[0].isupper() == first[0].isupper()
+            rare = 3.0 if pattern.name == "signature" else 2.5
+            if not same_case or not (is_name_word(core) or could_be_name(core, common=rare)):
+                break
+            if pattern.name == "signature" and not (is_name_word(core) or could_be_name(core, common=3.0)):
+                return None
+        kept.append(tok)
+        words += 1
+        if tok.group().endswith((".", "'s", "’s")) and len(core) > 1:
+            break  # "dr vasquez." / "dr vascuez's meeting": the name ends here
+    while kept and len(kept[-1].group().rstrip(".")) == 1 and words and pattern.name != "signature":
+        kept.pop()  # a trailing initial belongs to what follows
+    while kept and re.fullmatch(_PARTICLE, kept[-1].group()):
+        kept.pop()
+    if not words or not kept:
+        return None
+    if pattern.name == "family" and (len(kept) != 1 or text[kept[0].start()].islower()):
+        return None
+    new_start = kept[0].start()
+    new_end = kept[-1].end()
+    while new_end > new_start and text[new_end - 1] in ".,;:'’-":
+        if text[new_end - 1] == "." and re.fullmatch(r"[^\W\d_]\.", text[new_end - 2 : new_end]) and (
+            new_end - 2 == new_start or not text[new_end - 3].isalpha()
+        ):
+            break  # an initial keeps its dot
+        new_end -= 1
+    if text[new_start:new_end].lower().endswith(("'s", "’s")):
+        new_end -= 2
+    return new_start, new_end, pattern.entity

@@ -31,9 +31,10 @@ class PhoneFaxRecognizer(GroupPatternRecognizer):
             0.8,
             "PHONE",
         ),
+        GroupPattern("slashed", r"(?<![\w/.-])(?P<phi>\d{3}/\d{3}/\d{4})(?![\w/-])", 0.7, "PHONE"),
         GroupPattern(
             "pager",
-            r"\b(?i:pager|beeper|ext\.?|extension|x)\s*#?:?\s*(?P<phi>\d{4,7})\b(?![./]\d)",
+            r"\b(?i:pager|beeper|pgr|pg|ext\.?|extension|x)[\s#:]*(?P<phi>\d{4,7})\b(?![./]\d)",
             0.75,
             "PHONE",
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from clinfm.deid.recognizers.address import STATE_ABBREVIATIONS, STATE_NAMES
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 
 _VIN_VALUES = {**{str(d): d for d in range(10)}, **dict(zip("ABCDEFGH", range(1, 9)))}
@@ -19,6 +20,8 @@ def vin_checksum_ok(vin: str) -> bool:
 
 
 _VIN = r"[A-HJ-NPR-Z0-9]{17}"
+_PLATE = r"(?=[A-Z0-9 -]*\d)(?=[A-Z0-9 -]*[A-Z])[A-Z0-9]{1,4}[- ]?[A-Z0-9]{2,5}"
+_STATE = "(?:" + "|".join(STATE_NAMES) + "|" + "|".join(STATE_ABBREVIATIONS) + ")"
 
 
 class VehicleIdRecognizer(GroupPatternRecognizer):
@@ -41,6 +44,22 @@ class VehicleIdRecognizer(GroupPatternRecognizer):
             0.85,
             "VEHICLE_ID",
         ),
+        # "Massachusetts plate 7KX-P219", "MA plate ABC 1234", "plate 4TRS882 (NH)", "plate: 8GHJ 772"
+        GroupPattern(
+            "plate_state",
+            rf"\b{_STATE}\.?[ \t]+(?i:licen[cs]e[ \t]+)?(?i:registration[ \t]+)?(?i:plates?|tag)[ \t]*"
+            rf"(?i:#|no\.?|number)?[ \t]*(?:[:#]|(?i:is|reads|of))?[ \t]*(?P<phi>{_PLATE})\b",
+            0.85,
+            "VEHICLE_ID",
+        ),
+        GroupPattern(
+            "plate_then_state",
+            rf"\b(?i:plates?|tag)[ \t]*(?:[:#]|(?i:is|reads|number|no\.?))?[ \t]*(?P<phi>{_PLATE})[ \t]*"
+            rf"(?:\(?[ \t]*{_STATE}\b|,?[ \t]+(?i:in|from|registered)[ \t])",
+            0.85,
+            "VEHICLE_ID",
+        ),
+        GroupPattern("plate_sep", rf"\b(?i:plate)[ \t]*[:#][ \t]*(?P<phi>{_PLATE})\b", 0.85, "VEHICLE_ID"),
     )
 
     def validate(self, value: str, pattern: GroupPattern) -> bool:

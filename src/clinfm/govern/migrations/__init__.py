@@ -64,4 +64,7 @@ def head_revision() -> str:
     """The newest revision shipped with this code."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
-    return ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migration revision is shipped in {HERE / 'versions'}")
+    return head

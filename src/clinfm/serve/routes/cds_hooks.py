@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from clinfm.serve.cards import prefetch_bundle, risk_cards, safety_cards
 from clinfm.serve.deps import CDS_FEEDBACK, PREDICT, TREATMENT, require, state
+from clinfm.serve.inputs import parse_id
 from clinfm.serve.problems import AUTH_RESPONSES, Problem, responses
 from clinfm.serve.routes.models import card_url
 from clinfm.serve.schemas import PredictRequest
@@ -144,11 +145,8 @@ async def _risk(request: Request, principal: Principal, body: HookRequest) -> tu
     bundle = prefetch_bundle(body.prefetch or {}, pid)
     if bundle is not None:
         req = PredictRequest(bundle=bundle)
-    elif pid.isdigit():
-        req = PredictRequest(subject_id=int(pid))
     else:
-        raise Problem(404, "no prefetch was sent and context.patientId is not a subject of the served dataset",
-                      slug="unknown-subject")  # fmt: skip
+        req = PredictRequest(subject_id=parse_id(pid, "context.patientId (no prefetch was sent)"))
     outcome = await s.predictions.predict(principal, req, channel="cds-hooks")
     r, d = outcome.response, outcome.deployment
     meta = {"card_kind": "risk", "model_version": d.version, "prediction_id": r.prediction_id, "subject_id": r.subject_id}
@@ -159,18 +157,37 @@ async def _risk(request: Request, principal: Principal, body: HookRequest) -> tu
     return risk_cards(r, f"ClinFM {d.name} ({d.state})", card_url(request, d.version), patient_url), meta
 
 
-def _codings(resource: dict[str, Any], field: str) -> list[dict[str, Any]]:
-    cc = resource.get(field) or {}
-    return [c for c in cc.get("coding") or [] if isinstance(c, dict)] if isinstance(cc, dict) else []
+def _codings(resource: dict[str, Any], field: str, where: str) -> list[dict[str, Any]]:
+    cc = resource.get(field)
+    if cc is None:
+        return []
+    if not isinstance(cc, dict):
+        raise Problem(422, f"{where}.{field} must be a CodeableConcept (an object)", slug="invalid-prefetch")
+    codings = cc.get("coding") or []
+    if not isinstance(codings, list) or not all(isinstance(c, dict) for c in codings):
+        raise Problem(422, f"{where}.{field}.coding must be a list of Coding objects", slug="invalid-prefetch")
+    for i, c in enumerate(codings):
+        for key in ("system", "code", "display"):
+            if c.get(key) is not None and not isinstance(c[key], str):
+                raise Problem(422, f"{where}.{field}.coding[{i}].{key} must be a string", slug="invalid-prefetch")
+    return codings
 
 
-def _med_name(resource: dict[str, Any]) -> str | None:
-    for c in _codings(resource, "medicationCodeableConcept"):
-        if "rxnorm" in str(c.get("system", "")).lower() and c.get("code"):
-            return str(c["code"])  # the bare RxNorm code, as reasoning.treatment matches it
-    cc = resource.get("medicationCodeableConcept") or {}
+def _text(resource: dict[str, Any], field: str, where: str) -> str | None:
+    cc = resource.get(field)
     text = cc.get("text") if isinstance(cc, dict) else None
-    return text or next((c.get("display") for c in _codings(resource, "medicationCodeableConcept") if c.get("display")), None)
+    if text is not None and not isinstance(text, str):
+        raise Problem(422, f"{where}.{field}.text must be a string", slug="invalid-prefetch")
+    return text or None
+
+
+def _med_name(resource: dict[str, Any], where: str) -> str | None:
+    codings = _codings(resource, "medicationCodeableConcept", where)
+    for c in codings:
+        if "rxnorm" in (c.get("system") or "").lower() and c.get("code"):
+            return c["code"]  # the bare RxNorm code, as reasoning.treatment matches it
+    text = _text(resource, "medicationCodeableConcept", where)
+    return text or next((c["display"] for c in codings if c.get("display")), None)
 
 
 def _resources(value: Any) -> list[dict[str, Any]]:
@@ -179,15 +196,46 @@ def _resources(value: Any) -> list[dict[str, Any]]:
     return [value] if isinstance(value, dict) and "resourceType" in value else []
 
 
+def _selections(context: dict[str, Any]) -> set[str]:
+    value = context.get("selections") or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= 200 for v in value) or len(value) > 100:
+        raise Problem(422, "context.selections must be a list of at most 100 resource references "
+                      "(strings such as MedicationRequest/123)", slug="invalid-context")  # fmt: skip
+    return set(value)
+
+
+EGFR_RANGE = (0.0, 300.0)
+"""Physiological eGFR in mL/min/1.73m2: a value outside is an error in the record, never 'no renal finding'."""
+
+
+def _egfr(prefetch: dict[str, Any]) -> float | None:
+    egfr = None
+    for i, o in enumerate(_resources(prefetch.get("egfr"))):
+        q = o.get("valueQuantity")
+        if q is None:
+            continue
+        value = q.get("value") if isinstance(q, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Problem(422, f"prefetch.egfr[{i}].valueQuantity.value must be a number (the eGFR in "
+                          "mL/min/1.73m2)", slug="invalid-prefetch")  # fmt: skip
+        if not EGFR_RANGE[0] <= value <= EGFR_RANGE[1]:
+            raise Problem(422, f"prefetch.egfr[{i}]: an eGFR outside {EGFR_RANGE[0]:.0f}..{EGFR_RANGE[1]:.0f} "
+                          "mL/min/1.73m2 is not physiological; renal dosing cannot be checked on it", slug="invalid-egfr")  # fmt: skip
+        egfr = float(value)
+    return egfr
+
+
 async def _safety(request: Request, principal: Principal, body: HookRequest) -> tuple[list, dict]:
     s = state(request)
     _patient_id(body)
-    selections = set(body.context.get("selections") or [])
+    selections = _selections(body.context)
     drafts = _resources(body.context.get("draftOrders"))
     prefetch = body.prefetch or {}
     meds, order_ids = [], {}
-    for r in drafts + [m for m in _resources(prefetch.get("medications")) if m not in drafts]:
-        name = _med_name(r)
+    active = [m for m in _resources(prefetch.get("medications")) if m not in drafts]
+    for i, r in enumerate(drafts + active):
+        where = f"context.draftOrders[{i}]" if i < len(drafts) else f"prefetch.medications[{i - len(drafts)}]"
+        name = _med_name(r, where)
         if not name:
             continue
         meds.append(name)
@@ -195,15 +243,12 @@ async def _safety(request: Request, principal: Principal, body: HookRequest) -> 
         if rid in selections or (r in drafts and not selections):
             order_ids[name] = rid
     allergies = []
-    for a in _resources(prefetch.get("allergies")):
-        coded = [f"RxNorm//{c['code']}" for c in _codings(a, "code") if "rxnorm" in str(c.get("system", "")).lower() and c.get("code")]
-        text = (a.get("code") or {}).get("text") if isinstance(a.get("code"), dict) else None
+    for i, a in enumerate(_resources(prefetch.get("allergies"))):
+        where = f"prefetch.allergies[{i}]"
+        coded = [f"RxNorm//{c['code']}" for c in _codings(a, "code", where) if "rxnorm" in (c.get("system") or "").lower() and c.get("code")]
+        text = _text(a, "code", where)
         allergies += coded or ([text] if text else [])
-    egfr = None
-    for o in _resources(prefetch.get("egfr")):
-        q = o.get("valueQuantity") or {}
-        if isinstance(q.get("value"), int | float):
-            egfr = float(q["value"])
+    egfr = _egfr(prefetch)
     if not meds:
         return [], {"card_kind": "medication-safety"}
     result = await run_in_threadpool(s.treatment.check, meds, allergies, egfr, None, None)
@@ -227,6 +272,14 @@ def _log_cards(request: Request, principal: Principal, service_id: str, cards: l
         issued[c["uuid"]] = record
 
 
+FEEDBACK_FIELD_MAX = 200
+"""Characters kept of each override-reason field: a feedback request stores a bounded record, whatever it sends."""
+
+
+def _clip(value: Any) -> str | None:
+    return value[:FEEDBACK_FIELD_MAX] if isinstance(value, str) else None
+
+
 @router.post("/{service_id}/feedback", summary="Feedback on served cards (stored for monitoring)",
              responses=responses(*AUTH_RESPONSES, 404))
 def feedback(service_id: ServiceId, body: Feedback, request: Request,
@@ -244,7 +297,7 @@ def feedback(service_id: ServiceId, body: Feedback, request: Request,
             "received_at": now, "service_id": service_id, "org": principal.org, "key_id": principal.key_id,
             "card": item.card, "outcome": item.outcome, "outcome_timestamp": item.outcomeTimestamp,
             "accepted_suggestions": [a.id for a in item.acceptedSuggestions],
-            "override_reason": {k: reason.get(k) for k in ("code", "system", "display")} if isinstance(reason, dict) else None,
+            "override_reason": {k: _clip(reason.get(k)) for k in ("code", "system", "display")} if isinstance(reason, dict) else None,
             "has_user_comment": bool(item.overrideReason and item.overrideReason.userComment),
             "model_version": card.get("model_version") if card else None,
             "prediction_id": card.get("prediction_id") if card else None,

@@ -1,6 +1,7 @@
 """Differential-diagnosis sessions: start one, answer its questions, read the ranked differential.
 
-Sessions live in server memory, per organization (another tenant's session id answers 404).
+Sessions live in server memory, capped per organization (``CLINFM_DDX_SESSIONS_PER_ORG``): a full organization
+evicts its own oldest session, never another's; another tenant's session id answers 404.
 """
 
 from __future__ import annotations
@@ -17,36 +18,34 @@ from clinfm.serve.security import Principal
 
 router = APIRouter(prefix="/v1/ddx", tags=["differential diagnosis"])
 
-MAX_SESSIONS = 10_000
 SessionId = Annotated[str, Path(min_length=36, max_length=36, pattern=r"^[0-9a-f-]{36}$")]
 
 
 def create_session(request: Request, principal: Principal, body: DdxStart) -> DdxState:
     s = state(request)
-    session = s.ddx.start(body.age, body.sex, body.initial_evidence, body.answers, body.budget)
+    subject = s.predictions.store_subject(principal, body.subject_id) if body.subject_id is not None else None
+    session = s.ddx.start(body.age, body.sex, body.initial_evidence, body.answers, body.budget, subject)
     sid = new_id()
-    if len(s.ddx_sessions) >= MAX_SESSIONS:
-        s.ddx_sessions.pop(next(iter(s.ddx_sessions)))
-    s.ddx_sessions[sid] = (principal.org, session)
+    s.ddx_sessions.put(principal.org, sid, session, limit=s.settings.ddx_sessions_per_org)
     return DdxState(session_id=sid, state=s.ddx.dump(session))
 
 
 def session_of(request: Request, principal: Principal, session_id: str):
-    found = state(request).ddx_sessions.get(session_id)
-    if found is None or found[0] != principal.org:
+    found = state(request).ddx_sessions.get(principal.org, session_id)
+    if found is None:  # another tenant's session id is as unknown as a made-up one
         raise Problem(404, f"no differential-diagnosis session {session_id}", slug="unknown-session")
-    return found[1]
+    return found
 
 
 def answer_session(request: Request, principal: Principal, session_id: str, body: DdxAnswer) -> DdxState:
     s = state(request)
-    new = s.ddx.answer(session_of(request, principal, session_id), body.evidence, body.value)
-    s.ddx_sessions[session_id] = (principal.org, new)
+    new = s.ddx.answer(session_of(request, principal, session_id), body.evidence, body.value, body.source)
+    s.ddx_sessions.put(principal.org, session_id, new, limit=s.settings.ddx_sessions_per_org)
     return DdxState(session_id=session_id, state=s.ddx.dump(new))
 
 
 @router.post("/sessions", response_model=DdxState, status_code=201, responses=responses(*AUTH_RESPONSES, 503),
-             summary="Start an interview (age, sex, chief complaint, answers already known)")
+             summary="Start an interview (age, sex, chief complaint, answers already known, the patient's record)")
 def start(body: DdxStart, request: Request, principal: Principal = require(*DDX_CREATE)) -> DdxState:
     return create_session(request, principal, body)
 

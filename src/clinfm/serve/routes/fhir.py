@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from clinfm.serve.deps import PREDICT, require, state
+from clinfm.serve.inputs import parse_id
 from clinfm.serve.problems import AUTH_RESPONSES, Problem, responses
 from clinfm.serve.schemas import PredictRequest, PredictResponse
 from clinfm.serve.security import Principal
@@ -56,9 +57,9 @@ def predict_request(params: Parameters) -> PredictRequest:
     for p in params.parameter:
         if p.name == "subject" and p.valueReference and p.valueReference.reference:
             ref = p.valueReference.reference
-            if not ref.startswith("Patient/") or not ref[8:].isdigit():
+            if not ref.startswith("Patient/"):
                 raise Problem(422, "subject must reference Patient/<pseudonymous numeric id>", slug="invalid-parameter")
-            values["subject_id"] = int(ref[8:])
+            values["subject_id"] = parse_id(ref[8:], "subject (Patient/<id>)")
         elif p.name == "bundle" and p.resource is not None:
             values["bundle"] = p.resource
         elif p.name == "predictionTime" and p.valueDateTime:
@@ -76,8 +77,10 @@ def predict_request(params: Parameters) -> PredictRequest:
     try:
         return PredictRequest.model_validate(values)
     except ValueError as exc:
-        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": "invalid"}  # type: ignore[attr-defined]
-        raise Problem(422, f"invalid parameters: {first.get('msg')}", slug="invalid-parameter") from None
+        first = exc.errors()[0] if hasattr(exc, "errors") else {"msg": "invalid"}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        raise Problem(422, f"invalid parameters: {where + ': ' if where else ''}{first.get('msg')}",
+                      slug="invalid-parameter") from None
 
 
 def risk_assessment(r: PredictResponse, version_name: str) -> dict[str, Any]:

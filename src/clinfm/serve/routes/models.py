@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -52,7 +52,7 @@ def model_card(
     return JSONResponse(card)
 
 
-def fetch_card(request: Request, principal: Principal, version: str, fmt: str):
+def fetch_card(request: Request, principal: Principal, version: str, fmt: Literal["json", "html", "markdown"]) -> Any:
     try:
         return state(request).registry.card(principal.org, version, fmt)
     except KeyError:

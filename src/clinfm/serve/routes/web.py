@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import Path as FastAPIPath
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -30,6 +31,7 @@ from clinfm.serve.deps import (
     resolve_principal,
     state,
 )
+from clinfm.serve.inputs import INT64_MAX, parse_id
 from clinfm.serve.problems import Problem
 from clinfm.serve.routes.ddx import answer_session, create_session, session_of
 from clinfm.serve.routes.models import fetch_card
@@ -73,7 +75,25 @@ def page(request: Request, name: str, status: int = 200, **context: Any) -> HTML
     return templates.TemplateResponse(request, name, {"principal": principal, **context}, status_code=status)
 
 
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+"""Scripts only from /web/static (no inline script can run, even if escaping ever failed); inline style attributes
+are allowed for the probability bars; no framing (clickjacking)."""
+
+
 def install(app: FastAPI) -> None:
+    @app.middleware("http")
+    async def _web_headers(request: Request, call_next) -> Response:
+        response = await call_next(request)
+        if request.url.path.startswith("/web"):
+            response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+        return response
+
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
         return RedirectResponse(f"/web/login?next={request.url.path}", status_code=303)
@@ -112,14 +132,16 @@ def _local(path: str) -> str:
 async def home(request: Request, subject_id: str | None = None) -> Response:
     await web_principal(request, *TIMELINE)
     if subject_id:
-        if subject_id.strip().isdigit():
-            return RedirectResponse(f"/web/patients/{int(subject_id)}", status_code=303)
-        return page(request, "home.html", error="A pseudonymous id is a number.")
+        try:
+            return RedirectResponse(f"/web/patients/{parse_id(subject_id, 'subject_id')}", status_code=303)
+        except Problem:
+            return page(request, "home.html", status=422,
+                        error=f"A pseudonymous id is a number of 1 to 19 digits, at most {INT64_MAX}.")
     return page(request, "home.html")
 
 
 @router.get("/patients/{subject_id}", response_class=HTMLResponse)
-async def patient(request: Request, subject_id: int) -> Response:
+async def patient(request: Request, subject_id: Annotated[int, FastAPIPath(ge=0, le=INT64_MAX)]) -> Response:
     principal = await web_principal(request, *TIMELINE)
     s = state(request)
     try:
