@@ -391,7 +391,8 @@ def load_pretrained(run_dir: str | Path, device: str = "cpu") -> GPT:
 
     run_dir = Path(run_dir)
     fields: dict[str, Any] = json.loads((run_dir / "config.json").read_text())["model"]
-    cfg = GPTConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})  # JSON lists: tuples
+    kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}  # JSON lists: tuples
+    cfg = GPTConfig(**kwargs)
     model = GPT(cfg)
     load_model(model, str(run_dir / "model.safetensors"), device=device)
     return model.to(device).eval()
