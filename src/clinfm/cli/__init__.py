@@ -18,6 +18,7 @@ module          commands
 ``serve``       ``serve``
 ``assist``      ``ask``
 ``demo``        ``demo``
+``assist_eval`` ``assist-eval``, ``assist-finetune``, ``fhir-domains``
 ==============  ============================================================
 
 ``common`` holds the consoles, progress bar, error exits and the shared option groups; ``render`` the
@@ -32,7 +33,9 @@ from typing import Annotated
 import typer
 
 from clinfm import __version__
-from clinfm.cli import assist, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve, synth
+from clinfm.cli import (
+    assist, assist_eval, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve, synth,
+)
 from clinfm.cli.common import console
 
 app = typer.Typer(
@@ -56,7 +59,8 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _group in (ingest, synth, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist):
+for _group in (ingest, synth, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist,
+               assist_eval):
     _group.register(app)
 
 __all__ = ["app"]

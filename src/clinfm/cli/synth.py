@@ -21,7 +21,7 @@ def synth(
     cache: Annotated[Path | None, typer.Option("--cache", help="Where the FHIR chunks are kept (default: OUT.fhir beside OUT); reused on rerun.")] = None,
 ) -> None:
     """Generate a reproducible synthetic FHIR cohort with Synthea (one seeded chunk per task, byte-identical for a
-    seed whatever --workers) and ingest it. About 0.5-1.5 patients/s per 2 cores: run big cohorts in the background."""
+    seed whatever --workers) and ingest it. A few seconds per patient per core: run big cohorts in the background."""
     from clinfm.data.dataset import IngestError, build_dataset
     from clinfm.data.ingest import fhir
     from clinfm.data.synth import SynthError, generate_cohort

@@ -152,6 +152,11 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
 
     for module in (health, models, predict, ddx, treatment, fhir, cds_hooks, web, assist):
         app.include_router(module.router)
+    from clinfm.serve.routes import assist_feedback, fhir_read  # FHIR read API, proposals, feedback (issue 17)
+
+    app.include_router(fhir_read.router)
+    app.include_router(fhir_read.review_router)
+    app.include_router(assist_feedback.router)
     app.include_router(web.root)  # "/" opens the web page
     web.mount_static(app)
     web.install(app)

@@ -41,6 +41,7 @@ class ServeSettings(BaseSettings):
     model_threads: int = Field(1, ge=1, le=256, description="torch CPU threads for rollouts (the event loop keeps a core).")
     cookie_secure: bool = Field(False, description="Mark the web login cookie Secure (needs HTTPS); forced on in production.")
     public_base_url: str = Field("", description="Base URL used in CDS cards' links (empty: from the request).")
+    fhir_identified_orgs: list[str] = Field(default_factory=list, description="Organizations the FHIR API may serve a dataset that is not de-identified.")
 
     @property
     def production(self) -> bool:
