@@ -239,6 +239,8 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        if self.tte_head is not None:  # start at one occurrence a year: the loss starts on the scale of the next-token loss
+            nn.init.constant_(self.tte_head.bias, -math.log(365.0))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
