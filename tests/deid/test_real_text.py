@@ -68,6 +68,32 @@ MISS_CLASSES = [
     # web addresses with a scheme or www.
     ("see www.mychart.org/login for results", [("URL", "www.mychart.org/login")]),
     ("go to https://portal.example.com/x.", [("URL", "https://portal.example.com/x")]),
+    # the hardening probe's leak classes (issue 18): names in lower case, capitals, diacritics and Chinese
+    ("pt john smith seen today for cough, afebrile.", [("NAME", "john smith")]),
+    ("PATIENT JOHN SMITH ADMITTED", [("NAME", "JOHN SMITH")]),
+    ("smith, john - 67 y/o male, admitted for CHF exacerbation.", [("NAME", "smith, john")]),
+    ("Patient Nguyễn Văn Thành presented with chest pain.", [("NAME", "Nguyễn Văn Thành")]),
+    ("NGUYỄN VĂN THÀNH, 67M", [("NAME", "NGUYỄN VĂN THÀNH")]),
+    ("患者王小明因胸痛入院。 Patient 王小明 admitted with chest pain.", [("NAME", "王小明"), ("NAME", "王小明")]),
+    ("王小明先生今日复诊。", [("NAME", "王小明")]),
+    # e-mails spelled out, labelled values with a slash-year or digits written apart
+    ("Send results to JSMITH AT YAHOO DOT COM please.", [("EMAIL", "JSMITH AT YAHOO DOT COM")]),
+    ("email j.smith (at) gmail (dot) com", [("EMAIL", "j.smith (at) gmail (dot) com")]),
+    ("Hosp. no. 4455/2021, ward 7B.", [("MRN", "4455/2021")]),
+    ("MR# 7 7 8 8 9 9 on the wristband.", [("MRN", "7 7 8 8 9 9")]),
+    ("MR# 7 7 8 8 9 9. Seen.", [("MRN", "7 7 8 8 9 9")]),
+    ("MRN 12 34 56 verified", [("MRN", "12 34 56")]),
+    # ages over 89 and dates written in words, holidays with a year, streets in lower case
+    ("Frail lady, age ninety-three, lives alone.", [("AGE_OVER_89", "ninety-three")]),
+    ("a ninety-one year old woman", [("AGE_OVER_89", "ninety-one")]),
+    ("aged one hundred and two", [("AGE_OVER_89", "one hundred and two")]),
+    ("in her nineties", [("AGE_OVER_89", "nineties")]),
+    ("Last seen on Christmas Eve 2019 by the GP.", [("DATE", "Christmas Eve 2019")]),
+    ("visited over thanksgiving 2020.", [("DATE", "thanksgiving 2020")]),
+    ("fell at home on march third, no LOC.", [("DATE", "march third")]),
+    ("seen on the third of March by GP", [("DATE", "third of March")]),
+    ("March the twenty-first, 2020", [("DATE", "March the twenty-first, 2020")]),
+    ("lives at 42 elm street, springfield with her son.", [("ADDRESS", "42 elm street, springfield")]),
 ]
 
 
@@ -102,6 +128,30 @@ TRAPS = [
     "SONS IN VISITING TODAY. THEY WERE UPDATED",
     "foley draining amber urine 100-200cc/hr",
     "Grade 2/4 edema, pulses +2/4",
+    # look-alikes of the leak classes above
+    "pt tolerating diet",
+    "patient states pain is better",
+    "pt will follow up",
+    "pt rose from bed",
+    "Pt Tolerating diet",
+    "PT LETHARGIC BUT AROUSABLE",
+    "NEURO: PATIENT SEDATED ON PROPOFOL",
+    "pain, nausea - started yesterday",
+    "Sjögren syndrome and Guillain-Barré syndrome",
+    "Ménière disease, café au lait spots",
+    "患者因胸痛入院。",
+    "seen at the clinic, follow up in a week",
+    "Hosp. course uncomplicated",
+    "Unit #: 4",
+    "Magnesium sulfate March 3 mg dose",
+    "age 45, eighty percent",
+    "ninety minutes later",
+    "Christmas at home with family",
+    "the first of all things",
+    "second of three doses",
+    "picked up at Main Street Pharmacy",
+    "walked 2 blocks down the street",
+    "2 lines in place. 3 way foley",
 ]
 
 
@@ -137,3 +187,28 @@ def test_field_labels_are_data_with_every_label_known():
     labels = field_labels()
     assert len(labels) > 60
     assert {label for label, _, _ in labels} == {"MRN", "HEALTH_PLAN_ID", "ACCOUNT_NUMBER", "OTHER_ID"}
+
+
+def test_dates_in_words_shift_in_words():
+    assert shift_date("march third", 30) == "april second"
+    assert shift_date("third of March", 30) == "second of April"
+    assert shift_date("THIRD OF MARCH", 30) == "SECOND OF APRIL"
+    assert shift_date("March the twenty-first, 2020", 30) == "April the twentieth, 2020"
+    assert shift_date("Christmas Eve 2019", 30) is None  # a holiday is redacted, not moved off its day
+
+
+def test_leak_class_surrogates_hide_every_value_and_stay_consistent_per_subject(engine):
+    note = (
+        "smith, john - 67 y/o male. pt john smith seen on march third and again on the third of March. "
+        "Patient 王小明, age ninety-three, last seen Christmas Eve 2019. Send to JSMITH AT YAHOO DOT COM. "
+        "MR# 7 7 8 8 9 9. Hosp. no. 4455/2021. lives at 42 elm street, springfield."
+    )
+    spans = engine.detect(note)
+    out = engine.apply(note, spans, "surrogate", subject_key="subject-1", date_shift_days=30)
+    for secret in ("smith", "john", "march third", "王小明", "ninety-three", "2019", "JSMITH", "7 7 8 8 9 9",
+                   "4455/2021", "elm street", "springfield"):  # fmt: skip
+        assert secret.lower() not in out.lower(), secret
+    assert "april second" in out and "second of April" in out and "[DATE]" in out and "age 90+" in out
+    surname = SurrogateGenerator("subject-1", 30).surrogate("NAME", "smith")
+    assert out.count(surname) == 2  # "smith, john" and "john smith": the same surname both times
+    assert engine.apply(note, spans, "surrogate", subject_key="subject-1", date_shift_days=30) == out

@@ -1,16 +1,14 @@
 """The hand-written notes on which ``deid-text --mode redact`` leaked identifiers in the hardening probe (issue 18).
 
 The recognizers are the de-identification recall issue's (15); these cases keep what it fixes fixed. Each case is
-a note and the identifying substrings that must not survive redaction. Cases that still leak on the code this
-file was written against are marked ``xfail(strict=True)``: the day a recognizer catches one, the suite says so and
-the mark must go.
+a note and the identifying substrings that must not survive redaction. Every case passes: a case added here that
+still leaks must be fixed in the recognizers, not marked as expected to fail.
 """
 
 from __future__ import annotations
 
 import pytest
 
-RECALL = "recognizer recall: issue 15 (de-identification on real notes) fixes it"
 CASES = [
     ("lowercase name after pt", "pt john smith seen today for cough, afebrile.", ["john smith"]),
     ("lowercase dr", "discussed with dr. jones, agrees with plan.", ["jones"]),
@@ -26,9 +24,16 @@ CASES = [
     ("holiday date", "Last seen on Christmas Eve 2019 by the GP.", ["Christmas Eve 2019"]),
     ("date in words lowercase", "fell at home on march third, no LOC.", ["march third"]),
     ("lowercase street address", "lives at 42 elm street, springfield with her son.", ["42 elm street"]),
+    # the same classes in other shapes
+    ("name in capitals after patient", "PATIENT JOHN SMITH ADMITTED FROM ED", ["JOHN", "SMITH"]),
+    ("Chinese name before a cue", "王小明先生今日复诊。", ["王小明"]),
+    ("Vietnamese name in capitals", "NGUYỄN VĂN THÀNH, 67M, DOB on file", ["NGUYỄN", "THÀNH"]),
+    ("e-mail spelled out in lower case", "mail her at j.smith (at) gmail (dot) com", ["j.smith", "gmail"]),
+    ("spaced MRN closing a sentence", "MRN 12 34 56. Seen in clinic.", ["12 34 56", "56"]),
+    ("age in words with a unit", "a ninety-one year old woman", ["ninety-one"]),
+    ("day of the month in words", "seen on the third of March by the GP", ["third of March"]),
+    ("holiday with a year", "visited over thanksgiving 2020", ["thanksgiving 2020"]),
 ]
-FAILING_ON_MAIN = {name for name, _, _ in CASES} - {"0044 phone", "lowercase dr", "alphanumeric MRN"}
-"""Still leaking after issue 15's first recognizer work was merged (2026-12-08); strict, so a fix must remove its name here."""
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +43,7 @@ def engine():
     return NoteDeidentifier()
 
 
-@pytest.mark.parametrize(
-    ("note", "secrets"),
-    [pytest.param(n, s, id=name, marks=[pytest.mark.xfail(strict=True, reason=RECALL)] if name in FAILING_ON_MAIN else [])
-     for name, n, s in CASES],
-)  # fmt: skip
+@pytest.mark.parametrize(("note", "secrets"), [pytest.param(n, s, id=name) for name, n, s in CASES])
 def test_redaction_leaves_no_identifier(engine, note, secrets):
     redacted, _ = engine.deidentify(note, mode="redact")
     leaked = [s for s in secrets if s.lower() in redacted.lower()]

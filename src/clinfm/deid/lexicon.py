@@ -16,7 +16,7 @@ from importlib import resources
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-_LATIN = re.compile(r"[A-Za-z\u00C0-\u024F'’ -]+")
+_LATIN = re.compile(r"[A-Za-z\u00C0-\u024F\u1E00-\u1EFF'’ -]+")
 COMMON_ZIPF = 4.5  # a word this frequent in English ("small", "aware", "goal") is a word before it is a name
 RARE_ZIPF = 2.5  # a word this rare that no lexicon knows ("milovan", "vascuez") may well be a name
 
@@ -88,7 +88,7 @@ def could_be_name(word: str, common: float = COMMON_ZIPF) -> bool:
     """After a strong cue ("dr", "dtr", a credential): anything alphabetic that is not a clinical word, and not a
     common English word unless the name lexicon knows it ("dr small", "dr green")."""
     w = _core(word)
-    if len(w) < 2 or not re.fullmatch(r"[a-z\u00C0-\u024F][a-z\u00C0-\u024F'’-]*", w) or w in clinical_words():
+    if len(w) < 2 or not re.fullmatch(r"[a-z\u00C0-\u024F\u1E00-\u1EFF][a-z\u00C0-\u024F\u1E00-\u1EFF'’-]*", w) or w in clinical_words():
         return False
     if "-" in w.strip("-"):  # "forman-lyons" yes; "phoned-family", "rob-who" no: every part must pass
         return all(could_be_name(part, common) for part in w.split("-") if part)

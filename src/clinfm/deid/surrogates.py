@@ -12,7 +12,7 @@ from functools import lru_cache
 
 from faker import Faker
 
-from clinfm.deid.recognizers.date import MONTHS
+from clinfm.deid.recognizers.date import MONTHS, ORDINAL_WORD, ORDINAL_WORDS
 
 
 _MONTH_NUMBER = (
@@ -37,6 +37,8 @@ DATE_FORMATS = tuple(
         rf"\b(?P<mon>{_MON})\.?\s+(?P<d>\d{{1,2}})(?P<o>st|nd|rd|th)?(?:,?\s+(?P<y>\d{{4}}))?(?!\d)",
         rf"(?P<d>\d{{1,2}})(?P<o>st|nd|rd|th)?\s+(?:of\s+)?(?P<mon>{_MON})\b\.?(?:,?\s+(?P<y>\d{{4}}))?",
         rf"\b(?P<mon>{_MON})\.?,?\s+(?:of\s+)?(?P<y>\d{{4}})",
+        rf"\b(?P<mon>{_MON})\.?\s+(?:the\s+)?(?P<ow>{ORDINAL_WORD})(?![\w-])(?:,?\s+(?P<y>\d{{4}}))?",  # "march third"
+        rf"(?<![\w-])(?P<ow>{ORDINAL_WORD})\s+(?:day\s+)?of\s+(?P<mon>{_MON})\b\.?(?:,?\s+(?P<y>\d{{4}}))?",
         r"(?<!\d)(?P<m>\d{1,2})/(?P<y>\d{4})(?!\d)",
         r"(?<!\d)(?P<m>\d{1,2})/(?P<d>\d{1,2})(?![\d/])",
     )
@@ -57,6 +59,16 @@ def _same_case(template: str, value: str) -> str:
     if template.islower():
         return value.lower()
     return value
+
+
+_DAY_WORDS = {day: word for word, day in ORDINAL_WORDS.items()}
+
+
+def _word_case(template: str, value: str) -> str:
+    """`value` in the case of `template`: "Third" -> "Fourth", "THIRD" -> "FOURTH", "third" -> "fourth"."""
+    if template[:1].isupper() and not template.isupper():
+        return value.capitalize()
+    return _same_case(template, value)
 
 
 def _month_name(template: str, month: int) -> str:
@@ -93,6 +105,8 @@ def shift_date(text: str, days: int) -> str | None:
             year += 2000 if year < 50 else 1900
         month = int(parts["m"]) if "m" in parts else _MONTH_NUMBER[parts["mon"].lower().rstrip(".")]
         day = int(parts.get("d", 15))  # month-year dates shift from the middle of the month
+        if "ow" in parts:  # "march third"
+            day = ORDINAL_WORDS[re.sub(r"\s+", "-", parts["ow"].lower())]
         new = dt.date(year, month, day) + dt.timedelta(days=days)
     except (ValueError, KeyError, OverflowError):
         return None
@@ -105,6 +119,7 @@ def shift_date(text: str, days: int) -> str | None:
         "y": f"{new.year % 100:02d}" if len(parts.get("y", "0000")) == 2 else str(new.year),
         "mon": _month_name(parts.get("mon", ""), new.month),
         "o": _same_case(parts.get("o", ""), _ordinal(new.day)),
+        "ow": _word_case(parts.get("ow", ""), _DAY_WORDS[new.day]),
     }
     if "mon" in parts and best.group().isalnum() and len(parts.get("d", "")) == 2:
         values["d"] = f"{new.day:02d}"  # a compact "15MAR21" stays fixed-width

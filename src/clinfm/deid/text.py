@@ -466,11 +466,14 @@ def _clean_ner_span(text: str, start: int, end: int, label: str) -> tuple[int, i
         month = _MONTH_RX.search(value)
         if month is None or not re.search(r"\d", value):
             return None
+        if _DOSE_AFTER.match(text, end):
+            return None  # "March 3 mg" is a dose written after a month, as the date recognizer also reads it
         numbers = [m for m in re.finditer(rf"{MONTH}\.?|\d+(?:st|nd|rd|th)?", value)]
         return start + numbers[0].start(), start + numbers[-1].end()
     return start, end
 
 
+_DOSE_AFTER = re.compile(r"[ \t]*(?:mg|mcg|g|ml|mL|units?|%)\b")
 _PLACE_BEFORE = re.compile(
     r"(?i:\b(?:in|from|to|at|near|of|outside|lives|living|resides|moved|born|town|city|village|county|visiting))"
     r"[ \t]+(?:the[ \t]+)?$"

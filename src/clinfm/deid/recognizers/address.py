@@ -5,6 +5,7 @@ A state on its own is not PHI under Safe Harbor; one written inside an address i
 
 from __future__ import annotations
 
+import itertools
 import re
 
 from clinfm.deid.lexicon import clinical_words
@@ -166,6 +167,13 @@ _CITY = r"(?:St\.? |Ft\.? |Mt\.? )?[A-Z][A-Za-z'-]+(?:[ -][A-Z][A-Za-z'-]+){0,2}
 _ZIP = r"\d{5}(?:-\d{4})?"
 _CITY_STATE_ZIP = rf"{_CITY},?[ \t]+{_STATE}(?:,?[ \t]+{_ZIP})?"
 
+# A street line in lower case ("42 elm street, springfield"): only suffixes that are no clinical word, and a town
+# after a comma; `refine` turns away any clinical or stop word in the street's name.
+_LOWER_SUFFIX = r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|terrace|parkway|pkwy|highway|hwy)\b\.?"
+_LOWER_STREET = (
+    rf"\d{{1,6}}(?:-\d{{1,4}})?[a-z]?[ \t]+(?:[nsew]\.?[ \t]+)?(?:[a-z][a-z'-]*[ \t]+|\d+(?:st|nd|rd|th)[ \t]+){{1,3}}"
+    rf"{_LOWER_SUFFIX}(?:,[ \t]*(?:apt|unit|suite|#)\.?[ \t]*#?[a-z0-9-]{{1,6}})?(?:,[ \t]*[a-z][a-z'-]+(?:[ \t][a-z][a-z'-]+)?)?"
+)
 
 _SUFFIX_WORDS = frozenset({"st", "dr", "way", "court", "place", "square", "row", "circle", "loop"})
 
@@ -182,6 +190,7 @@ class AddressRecognizer(GroupPatternRecognizer):
             "ADDRESS",
             re.MULTILINE,
         ),
+        GroupPattern("street_lower", rf"(?<![\w.,/-])(?P<phi>{_LOWER_STREET})", 0.8, "ADDRESS"),
         GroupPattern("po_box", r"\b(?P<phi>P\.?\s?O\.?\s+Box\s+\d{1,6})\b", 0.9, "ADDRESS", re.IGNORECASE),
         GroupPattern(
             "apartment", r"\b(?P<phi>(?:Apt|Apartment)\.?\s*#?\s*[A-Z0-9-]{1,6})\b", 0.85, "ADDRESS"
@@ -211,6 +220,8 @@ class AddressRecognizer(GroupPatternRecognizer):
     )
 
     def refine(self, text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+        if pattern.name == "street_lower":
+            return _refine_lower_street(text, start, end, pattern)
         value = text[start:end]
         letters = [ch for ch in value if ch.isalpha()]
         if letters and all(ch.isupper() for ch in letters) and pattern.name in ("street", "lives_in", "city_state"):
@@ -230,3 +241,25 @@ class AddressRecognizer(GroupPatternRecognizer):
             if pattern.name == "lives_in" and first.split()[0] in _NOT_CITY_START:
                 return None
         return start, end, pattern.entity
+
+
+def _refine_lower_street(text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+    """A lower-case street line only if its name holds no clinical or stop word ("2 puffs of the street" is not);
+    the town after the comma is kept while its words are neither."""
+    value = text[start:end]
+    street = re.match(rf"[^,]*?{_LOWER_SUFFIX}", value)
+    if street is None:
+        return None
+    name_words = re.findall(r"[a-z][a-z'-]*", street.group())[:-1]
+    if not name_words or any(w in clinical_words() and w not in _SUFFIX_WORDS for w in name_words):
+        return None
+    keep = start + street.end()
+    for part in re.finditer(r",[ \t]*([^,]+)", value[street.end() :]):
+        town = list(itertools.takewhile(lambda w: w.lower() not in clinical_words(), part.group(1).split()))
+        if town:
+            keep = start + street.end() + part.start(1) + len(" ".join(town))
+        if len(town) < len(part.group(1).split()):
+            break
+    while keep > start and text[keep - 1] in ".,; \t":
+        keep -= 1
+    return start, keep, pattern.entity

@@ -1,5 +1,6 @@
 """Dates in clinical shorthand: "03/14/2021", "3/14/21", "2021-03-14", "14-Mar-2021", "March 14th", "Mar 2021",
-and "3/14" when a date cue precedes it (fractions such as "5/5 strength" or "1/2 tab" stay)."""
+"3/14" when a date cue precedes it (fractions such as "5/5 strength" or "1/2 tab" stay), and dates in prose: days
+in words ("march third", "the third of March") and holidays with a year ("Christmas Eve 2019")."""
 
 from __future__ import annotations
 
@@ -60,6 +61,27 @@ _CUE = (
     r"|tuesday|wednesday|thursday|friday|saturday|sunday)\.?,?"
 )
 
+_SMALL_ORDINALS = [
+    "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth", "eleventh",
+    "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth", "seventeenth", "eighteenth", "nineteenth",
+]  # fmt: skip
+# Days of the month in words, 1..31: "third", "twenty-first", "thirtieth".
+ORDINAL_WORDS: dict[str, int] = (
+    {w: i + 1 for i, w in enumerate(_SMALL_ORDINALS)}
+    | {"twentieth": 20, "thirtieth": 30, "thirty-first": 31}
+    | {f"twenty-{w}": 21 + i for i, w in enumerate(_SMALL_ORDINALS[:9])}
+)
+ORDINAL_WORD = "(?:" + "|".join(
+    sorted((w.replace("-", "[- ]") for w in ORDINAL_WORDS), key=len, reverse=True)
+) + ")"
+# Holidays that fix a day: with a year they are a date ("Christmas Eve 2019"); alone ("Christmas") they are not.
+_HOLIDAY = (
+    r"(?:christmas(?:[ \t]+(?:eve|day))?|xmas(?:[ \t]+eve)?|new[ \t]+year['’]?s(?:[ \t]+(?:eve|day))?|thanksgiving(?:[ \t]+day)?"
+    r"|easter(?:[ \t]+(?:sunday|monday))?|good[ \t]+friday|halloween|independence[ \t]+day|fourth[ \t]+of[ \t]+july"
+    r"|memorial[ \t]+day|labou?r[ \t]+day|veterans['’]?[ \t]+day|valentine['’]?s(?:[ \t]+day)?|st\.?[ \t]+patrick['’]?s[ \t]+day"
+    r"|mother['’]?s[ \t]+day|father['’]?s[ \t]+day|boxing[ \t]+day|presidents['’]?[ \t]+day|columbus[ \t]+day"
+    r"|martin[ \t]+luther[ \t]+king(?:[ \t]+jr\.?)?[ \t]+day|mlk[ \t]+day|juneteenth)"
+)
 
 _LOWER_MONTH = r"(?:january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)"
 # "01MAR1922", "02JUL2022", "15Mar21": day, month abbreviation and year with no separator (any case).
@@ -147,6 +169,20 @@ class ClinicalDateRecognizer(GroupPatternRecognizer):
             0.7,
             "DATE",
         ),
+        # Dates in prose: "march third", "March the twenty-first, 2020", "the third of March", "Christmas Eve 2019"
+        GroupPattern(
+            "mon_ordinal_word",
+            rf"\b(?P<phi>{MONTH}\.?[ \t]+(?:(?i:the)[ \t]+)?(?i:{ORDINAL_WORD})(?:,?[ \t]+{_Y})?)(?![\w-])",
+            0.85,
+            "DATE",
+        ),
+        GroupPattern(
+            "ordinal_word_mon",
+            rf"(?<![\w-])(?P<phi>(?i:{ORDINAL_WORD})[ \t]+(?i:(?:day[ \t]+)?of)[ \t]+{MONTH}\.?(?:,?[ \t]+{_Y})?)\b",
+            0.85,
+            "DATE",
+        ),
+        GroupPattern("holiday_year", rf"(?i)\b(?P<phi>{_HOLIDAY},?[ \t]+(?:of[ \t]+)?{_Y})\b", 0.85, "DATE"),
         GroupPattern(
             "md_line",
             rf"(?m)^\s*(?P<phi>{_M}/{_D})(?=\s*[:\-]|\s+@|\s+\d{{1,2}}:\d{{2}}|\s+\d{{4}}h?\b)",

@@ -12,8 +12,11 @@ from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternReco
 
 _NUMBER_WORD = r"(?:number|numb|num\.?|nbr\.?|no\.?|#|id|i\.d\.|identifier|code|ref(?:erence)?)"
 # A value: starts alphanumeric, holds a digit; groups after a space count only while they hold a digit too.
+# Or digits written in groups of one to four with single spaces ("7 7 8 8 9 9", "12 34 56"); a slash joins a
+# number and its year ("4455/2021") in the first shape.
 _VALUE = (
-    r"(?P<phi>(?=[A-Za-z0-9-]*\d|[A-Za-z0-9-]+ [A-Za-z0-9-]*\d)[A-Za-z0-9](?:[A-Za-z0-9./-]*[A-Za-z0-9])?"
+    r"(?P<phi>\d{1,4}(?: \d{1,4}){2,}(?![A-Za-z0-9@/]|\.\d)"
+    r"|(?=[A-Za-z0-9-]*\d|[A-Za-z0-9-]+ [A-Za-z0-9-]*\d)[A-Za-z0-9](?:[A-Za-z0-9./-]*[A-Za-z0-9])?"
     r"(?: (?=[A-Za-z0-9-]*\d)[A-Za-z0-9][A-Za-z0-9-]{1,}[A-Za-z0-9])*)(?![A-Za-z0-9@/])"
 )
 

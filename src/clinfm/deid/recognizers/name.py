@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from importlib import resources
 
 from spacy.lang.en.stop_words import STOP_WORDS
 
-from clinfm.deid.lexicon import could_be_name, is_name_word, is_plain_word, name_lexicon, reads_as_name
+from clinfm.deid.lexicon import clinical_words, could_be_name, is_name_word, is_plain_word, name_lexicon, reads_as_name
 from clinfm.deid.recognizers.group_pattern import GroupPattern, GroupPatternRecognizer
 
 _CAP = r"[A-Z][A-Za-z'\u00C0-\u017F-]+"
@@ -38,7 +39,7 @@ _HEADER = (
 )
 _STAFF = r"(?:RN|NP|PA|LPN|CNA|RD|SW|RT|LNA|CNM)"
 # Any-case building blocks for real notes ("dr vasquez", "DTR SUZETTE", "q. lander rrt", "Ó Briain", "van der Berg").
-_L = "A-Za-z\u00C0-\u024F"
+_L = "A-Za-z\u00C0-\u024F\u1E00-\u1EFF"  # Latin with diacritics, Vietnamese included
 _WORD = rf"[{_L}][{_L}'’-]*"
 _PARTICLE = r"(?i:van|von|der|den|de|del|della|di|da|du|la|le|st\.?|o'|mac|bin|ibn|al|el|dos|das|ter|ten)"
 _ANY_TITLE = r"(?:(?i:dr|drs|doctor|mr|mrs|miss|mx|prof)|Ms|ms)"  # "MS." in capitals is mental status
@@ -57,6 +58,18 @@ _SIGN_CREDENTIAL = (
     r"(?i:RRT|CRT|RT|RN|BSN|CCRN|LPN|LNA|CNA|NP|ANP|FNP|PA-C|PA|MD|M\\.D\\.|DO|MSW|LICSW|LCSW|SW|PT|OT|SLP|RD"
     r"|PharmD|RPh|SRNA|CRNA|SN|MS|PhD)"
 )
+# Chinese names: a common surname (simplified or traditional, or a compound one) and one or two given characters.
+_CJK_SURNAMES = (
+    "王李张張刘劉陈陳杨楊黄黃赵趙吴吳周徐孙孫马馬朱胡郭何高林罗羅郑鄭梁谢謝宋唐许許韩韓冯馮邓鄧曹彭曾肖蕭田董袁潘于"
+    "蒋蔣蔡余杜叶葉程苏蘇魏吕呂丁任沈姚卢盧姜崔钟鍾谭譚陆陸汪范範金石廖贾賈夏韦韋付方白邹鄒孟熊秦邱江尹薛闫閆段雷侯龙龍"
+    "史陶黎贺賀顾顧毛郝龚龔邵万萬钱錢严嚴覃武戴莫孔向汤湯常温溫康施文牛樊葛邢安齐齊易乔喬伍庞龐颜顏倪庄莊聂聶章鲁魯岳翟殷"
+    "詹申欧歐耿关關兰蘭焦俞左柳甘祝包宁寧尚符舒阮柯纪紀梅童凌毕畢单單季裴霍涂成苗谷盛曲翁冉骆駱蓝藍路游辛靳管柴蒙鲍鮑华華"
+)
+_CJK_COMPOUND = "欧阳|歐陽|司马|司馬|诸葛|諸葛|上官|东方|東方|慕容|令狐|皇甫|公孙|公孫|夏侯|尉迟|尉遲|长孙|長孫"
+# Characters that end a name in running Chinese text: "因" (because), "于" (at), "入院" (admitted), "男"/"女" ...
+_CJK_AFTER_NAME = "因于於在以主诉訴入出来來男女岁歲是的今昨自由和与與及患病行经經等，。、；：（）(),;: "
+_CJK_NAME = rf"(?:{_CJK_COMPOUND}|[{_CJK_SURNAMES}])[\u3400-\u9FFF]{{1,2}}"
+
 # Words a capitalised run after a cue may contain that are not part of a name.
 NOT_NAME = {
     "the",
@@ -409,6 +422,37 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
             0.75,
             "NAME",
         ),
+        # "pt john smith seen today", "Patient Nguyễn Văn Thành": the patient named after the cue, any case
+        GroupPattern(
+            "any_patient",
+            rf"(?<![{_L}])(?i:patient|pt)(?:['’]s)?(?![{_L}])\.?[ \t]*(?:(?i:name)[ \t]*[:\-]?[ \t]*)?(?=(?P<phi>{_ANY_FULL}))",
+            0.75,
+            "NAME",
+        ),
+        # "smith, john - 67 y/o male": a note that opens with "surname, given", any case
+        GroupPattern(
+            "opening_last_first",
+            rf"\A[ \t\r\n]*(?P<phi>{_WORD},[ \t]*{_WORD}(?:[ \t]+[{_L}]\.?(?![{_L}]))?)(?=[ \t]*(?:[-–—|;(,]|\d|$))",
+            0.8,
+            "NAME",
+        ),
+        # "Nguyễn Văn Thành", "Đặng Thị Hoa": two or more capitalised words, one at least with diacritics
+        GroupPattern(
+            "diacritic_run",
+            rf"(?<![{_L}])(?P<phi>(?:{_WORD}[ \t]+){{0,3}}[{_L}]*[\u00C0-\u024F\u1E00-\u1EFF][{_L}'’-]*(?:[ \t]+{_WORD}){{0,3}})",
+            0.75,
+            "NAME",
+        ),
+        # "患者王小明", "Patient 王小明", "王小明先生": a Chinese name (a known surname and one or two characters) by a cue
+        GroupPattern(
+            "cjk_after",
+            rf"(?:患者|病人|病患|患儿|姓名|(?i:patient|pt|name)[ \t]*[:：]?)[ \t:：]*(?P<phi>{_CJK_NAME})",
+            0.8,
+            "NAME",
+        ),
+        GroupPattern(
+            "cjk_before", rf"(?<![\u3400-\u9FFF])(?P<phi>{_CJK_NAME})(?=患者|病人|先生|女士|小姐|同志|老人)", 0.8, "NAME"
+        ),
         GroupPattern(
             "signed_by",
             rf"\b(?i:{_BY})\s*[:\-]?\s*(?:{_TITLE}\.?\s+)?(?P<phi>{_LAST_FIRST}|{_FULL})",
@@ -446,6 +490,25 @@ class ClinicalNameRecognizer(GroupPatternRecognizer):
     )
 
     def refine(self, text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+        if pattern.name in ("cjk_after", "cjk_before"):
+            return _refine_cjk(text, start, end, pattern)
+        if pattern.name == "diacritic_run":
+            return _refine_diacritic_run(text, start, end, pattern)
+        if pattern.name == "opening_last_first":
+            words = re.findall(rf"[{_L}][{_L}'’-]*", text[start:end])
+            full = [w for w in words if len(w) > 1]
+            if len(full) != 2 or any(w.lower() in NOT_NAME for w in full):
+                return None
+            return (start, end, pattern.entity) if all(is_name_word(w, common=6.0) for w in full) else None
+        if pattern.name == "any_patient":
+            refined = _refine_by_lexicon(text, start, end, pattern)
+            if refined is None:
+                return None
+            value = text[refined[0] : refined[1]]
+            full = [w for w in value.split() if len(w.strip(".")) > 1]
+            if _uncased(value) and (len(full) < 2 or not all(is_name_word(w, common=6.0) for w in full)):
+                return None  # uncased, "pt john smith" is a name; "pt mark", "PT ROSE" or "PT LETHARGIC" is not
+            return refined
         if pattern.name in _LEXICON_PATTERNS:
             return _refine_by_lexicon(text, start, end, pattern)
         tokens = list(re.finditer(r"\S+", text[start:end]))
@@ -498,12 +561,13 @@ _FIRST_WORD_RULE = {
     "cue_list": "strong",
     "role_after": "relative",
     "page_x": "lexicon",
+    "any_patient": "patient",
     "is_a_age": "relative",
     "initial_surname": "initial",
     "name_verb": "verb",
     "last_line": "lexicon",
 }
-_TOKEN = re.compile(r"[A-Za-z\u00C0-\u024F][A-Za-z\u00C0-\u024F'’.-]*")
+_TOKEN = re.compile(rf"[{_L}][{_L}'’.-]*")
 
 
 def _uncased(value: str) -> bool:
@@ -525,6 +589,8 @@ def _first_word_ok(word: str, rule: str) -> bool:
         if word.isupper() and len(core) > 1:
             return is_name_word(core, common=6.0)
         return is_name_word(core, common=5.0) or could_be_name(core, common=3.0)
+    if rule == "patient":  # a lexicon name; capitalised (not in capitals), also a word with diacritics
+        return is_name_word(core, common=6.0) or (word[:1].isupper() and not word.isupper() and not core.isascii())
     if rule == "verb" and not word[:1].isupper():
         return False  # "foot asked", "pt states": a name before a verb is written with a capital
     return is_name_word(core, common=5.5)
@@ -584,3 +650,44 @@ def _refine_by_lexicon(text: str, start: int, end: int, pattern: GroupPattern) -
     if text[new_start:new_end].lower().endswith(("'s", "’s")):
         new_end -= 2
     return new_start, new_end, pattern.entity
+
+
+@lru_cache(maxsize=1)
+def _allowed_words() -> frozenset[str]:
+    """Every word of the clinical allow list (eponyms, drugs) lower-cased: "Sjögren", "Guillain-Barré"."""
+    raw = resources.files("clinfm.deid").joinpath("allowlist.txt").read_text(encoding="utf-8")
+    return frozenset(
+        w.lower() for line in raw.splitlines() if line.strip() and not line.startswith("#") for w in line.split()
+    )
+
+
+def _diacritic_name_word(word: str) -> bool:
+    core = word.strip(".,;:'’-").lower()
+    if len(core) < 2 or not word[:1].isupper() or core in _allowed_words() or core in NOT_NAME:
+        return False
+    if core in clinical_words() or core in STOP_WORDS:
+        return False
+    return not core.isascii() or is_name_word(core, common=6.0) or could_be_name(core, common=3.0)
+
+
+def _refine_diacritic_run(text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+    """The first run of two or more capitalised name-like words in the match, one at least with diacritics."""
+    tokens = list(_TOKEN.finditer(text, start, end))
+    run: list[re.Match[str]] = []
+    for tok in [*tokens, None]:
+        if tok is not None and _diacritic_name_word(tok.group()):
+            run.append(tok)
+            continue
+        if len(run) >= 2 and any(not t.group().isascii() for t in run):
+            return run[0].start(), run[-1].end() - (run[-1].group()[-1] in ".'’-"), pattern.entity
+        run = []
+    return None
+
+
+def _refine_cjk(text: str, start: int, end: int, pattern: GroupPattern) -> tuple[int, int, str] | None:
+    """A Chinese name stops before a character that ends a name in running text ("王小明因胸痛" -> "王小明")."""
+    surname = 2 if re.match(_CJK_COMPOUND, text[start:end]) else 1
+    cut = start + surname
+    while cut < end and text[cut] not in _CJK_AFTER_NAME:
+        cut += 1
+    return (start, cut, pattern.entity) if cut > start + surname else None

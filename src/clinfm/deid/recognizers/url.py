@@ -20,7 +20,7 @@ _CUE = r"(?i:website|web\s+site|site|portal|url|link|page|visit|go\s+to|see|at|o
 
 class WebAddressRecognizer(GroupPatternRecognizer):
     """Addresses with a scheme or "www." in any case; bare hosts ("mychart.example.org") in lower case, or in any
-    case after a web cue ("website: EXAMPLE.COM")."""
+    case after a web cue ("website: EXAMPLE.COM"); e-mail addresses spelled out ("JSMITH AT YAHOO DOT COM")."""
 
     CONTEXT = ("url", "website", "www", "http", "portal", "link")
     PATTERNS = (
@@ -41,6 +41,15 @@ class WebAddressRecognizer(GroupPatternRecognizer):
             rf"(?<![\w@./-])(?P<phi>(?:{_HOST_LABEL}\.)+{_TLD}(?![\w@-]){_PATH})",
             0.75,
             "URL",
+        ),
+        # "JSMITH AT YAHOO DOT COM", "j.smith (at) gmail (dot) com": an e-mail spelled out, any case
+        GroupPattern(
+            "spelled_email",
+            rf"(?i)(?<![\w.@-])(?P<phi>[a-z0-9][a-z0-9._%+-]*[ \t]*(?:\(at\)|\[at\]|(?<=[ \t])at(?=[ \t]))[ \t]*"
+            rf"{_HOST_LABEL}(?:[ \t]*(?:\(dot\)|\[dot\]|(?<=[ \t])dot(?=[ \t])|\.)[ \t]*{_HOST_LABEL})*"
+            rf"[ \t]*(?:\(dot\)|\[dot\]|(?<=[ \t])dot(?=[ \t]))[ \t]*{_TLD})(?![\w-])",
+            0.85,
+            "EMAIL",
         ),
         GroupPattern(
             "cued_host",
