@@ -96,3 +96,18 @@ def test_fits_eunomia(eunomia_meds, tmp_path):
     codes = [d.code for d in tok.decode(ids)][2:]
     expected = [tok.vocab_[tok.code_id(e.code)] for e in db[sid].events if e.time and e.code != schema.BIRTH]
     assert codes == expected and tok.vocab_size > 100
+
+
+def test_fused_code_and_value_tokens_round_trip(db, tok, tiny_meds, tmp_path):
+    fused = ClinicalTokenizer(min_count=2, n_value_bins=4, fused_values=True).fit(tiny_meds)
+    assert fused.vocab_[: len(tok.vocab_)] == tok.vocab_  # the fused tokens come after the plain vocabulary
+    assert "LOINC//2160-0|Q0" in fused.token_to_id_ and "LOINC//2160-0|Q3" in fused.token_to_id_
+    for sid in (3, 12, 20):
+        plain_ids, fused_ids = tok.transform(db.table(sid)), fused.transform(db.table(sid))
+        n_values = sum(fused.vocab_[i].startswith("LOINC//2160-0|Q") for i in fused_ids)
+        assert n_values > 0 and len(fused_ids) == len(plain_ids) - n_values  # one position per valued event
+        assert not any(fused.token_kinds()[i] == 1 for i in fused_ids)  # no separate bin tokens
+        assert fused.decode(fused_ids) == tok.decode(plain_ids)  # same codes, bins, value ranges and times
+    fused.save(tmp_path / "tok.json")
+    again = ClinicalTokenizer.load(tmp_path / "tok.json")
+    assert again.fused_values and again.transform(db.table(3)) == fused.transform(db.table(3))

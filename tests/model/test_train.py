@@ -157,3 +157,31 @@ def test_resume_reads_optimizer_state_saved_by_position(tiny_meds, tmp_path):
     torch.save(state, tmp_path / "run" / "train_state.pt")
     resumed = pretrain(tiny_meds, cfg, tmp_path / "run", resume=True)
     np.testing.assert_allclose(resumed.losses, full.losses, rtol=0, atol=1e-6)
+
+
+def test_continued_pretraining_starts_from_the_given_weights(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from clinfm.cli import app
+
+    from .conftest import write_tiny_meds
+
+    site_b = write_tiny_meds(tmp_path / "site_b", n_subjects=30)  # another site's (overlapping-code) data
+    cfg = _cfg(max_steps=1, lr=1e-12, min_lr=0.0, warmup_steps=0, eval_interval=100)
+    # a different width in the config: the architecture comes from the run being continued
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"n_embd": 64}), "name": "site-b"})
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(json.dumps(cfg.model_dump()))
+    out = tmp_path / "continued"
+    r = CliRunner().invoke(app, ["pretrain", str(site_b), "--config", str(cfg_file), "--out", str(out), "--init", str(tiny_run)])
+    assert r.exit_code == 0, r.output
+    base, base_tok, _ = load_checkpoint(tiny_run)
+    cont, cont_tok, cont_cfg = load_checkpoint(out)
+    assert cont_tok.vocab_ == base_tok.vocab_ and cont_cfg.model.n_embd == 32
+    for (name, a), (_, b) in zip(base.state_dict().items(), cont.state_dict().items()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)  # one step at lr 1e-12: the same weights
+    scratch = pretrain(site_b, _cfg(max_steps=1, lr=1e-12, min_lr=0.0, warmup_steps=0, eval_interval=100), tmp_path / "scratch")
+    fresh, _, _ = load_checkpoint(scratch.run_dir)
+    assert not torch.allclose(fresh.wte.weight, base.wte.weight[: fresh.wte.weight.size(0)], atol=1e-3)
+    bad = CliRunner().invoke(app, ["pretrain", str(site_b), "--out", str(tmp_path / "x"), "--init", str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "not a trained ClinFM run folder" in bad.output

@@ -6,6 +6,7 @@ know about the terminal and HTTP.
 module          commands
 ==============  ============================================================
 ``ingest``      ``ingest omop|fhir|mimic|meds``
+``synth``       ``synth`` (a seeded Synthea cohort, ingested)
 ``data``        ``validate``, ``stats``, ``timeline``
 ``deid``        ``deid-secret``, ``deid``, ``deid-text``
 ``model``       ``pretrain``, ``forecast``
@@ -33,7 +34,7 @@ import typer
 
 from clinfm import __version__
 from clinfm.cli import (
-    assist, assist_eval, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve,
+    assist, assist_eval, batch, data, deid, demo, evaluate, govern, ingest, model, monitor, reasoning, serve, synth,
 )
 from clinfm.cli.common import console
 
@@ -58,7 +59,8 @@ def main(
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-for _group in (ingest, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist, assist_eval):
+for _group in (ingest, synth, data, deid, model, evaluate, reasoning, govern, batch, monitor, serve, demo, assist,
+               assist_eval):
     _group.register(app)
 
 __all__ = ["app"]

@@ -18,6 +18,7 @@ def pretrain(
     run: EngineOptions,
     config: ConfigOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run folder's last checkpoint.")] = False,
+    init: Annotated[Path | None, typer.Option("--init", help="Continue pretraining a trained run folder (its weights, tokenizer and architecture) on this dataset.")] = None,
     prepare_only: Annotated[bool, typer.Option("--prepare-only", help="Only fit the tokenizer and write the windows (then train with torchrun).")] = False,
 ) -> None:
     """Pretrain the generative transformer on patient timelines (CPU by default, CUDA when present).
@@ -29,19 +30,23 @@ def pretrain(
     from clinfm.model.corpus import prepare_corpus
     from clinfm.model.train import pretrain as run_pretraining
 
+    from clinfm.model.train import continued_config
+
     engine = run.build()
     try:
         cfg = load_config(config)
+        if init is not None:
+            cfg = continued_config(cfg, init)
     except (FileNotFoundError, ValueError) as exc:
         fail(str(exc))
     if prepare_only:
         with progress_bar("tokenize", "shards") as update:
-            stats = prepare_corpus(path, cfg, out, engine=engine, progress=update)
+            stats = prepare_corpus(path, cfg, out, engine=engine, progress=update, tokenizer_from=init)
         for split, s in stats.items():
             console.print(f"{split}: {s['subjects']:,} subjects, {s['events']:,} events, vocabulary {s['vocab_size']:,}")
         console.print(f"Windows in [cyan]{out / 'windows'}[/cyan]; train with the same --config and --out.")
         return
-    result = render.train_with_progress(lambda cb: run_pretraining(path, cfg, out, progress=cb, resume=resume, engine=engine))
+    result = render.train_with_progress(lambda cb: run_pretraining(path, cfg, out, progress=cb, resume=resume, engine=engine, init=init))
     render.training(result)
 
 

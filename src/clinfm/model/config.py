@@ -25,6 +25,7 @@ class TokenizerSection(_Section):
     min_count: int = Field(5, ge=1, description="codes seen fewer times in train roll up to a parent or UNK")
     n_value_bins: int = Field(10, ge=1, le=100, description="quantile bins per numeric code (10 = deciles)")
     age_band_years: int = Field(5, ge=1)
+    fused_values: bool = Field(False, description="code and value bin in one token (LOINC//2160-0|Q3)")
 
 
 class ModelSection(_Section):
@@ -34,6 +35,9 @@ class ModelSection(_Section):
     block_size: int = Field(256, ge=8, description="window length in tokens")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     bias: bool = False
+    tte_tasks: int = Field(0, ge=0, description="time-to-event head over this many most frequent codes (0: off)")
+    tte_weight: float = Field(1.0, ge=0, description="weight of the time-to-event loss beside next-token loss")
+    tte_bin_days: tuple[float, ...] = Field((1.0, 7.0, 30.0, 90.0, 365.0), description="piecewise-hazard bin edges")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ModelSection:

@@ -99,7 +99,7 @@ def _concatenate(parts: list[ShardWindows], out_file: Path, length: int) -> None
     del out
 
 
-def _fingerprint(dataset_dir: Path, cfg: FMConfig) -> dict:
+def _fingerprint(dataset_dir: Path, cfg: FMConfig, tokenizer_from: Path | None = None) -> dict:
     """What the windows depend on: the shards, the split assignment, the tokenizer settings and the row length."""
     shards = sorted((dataset_dir / schema.DATA_DIR).glob("*.parquet"))
     splits = dataset_dir / schema.SPLITS_FILE
@@ -107,14 +107,15 @@ def _fingerprint(dataset_dir: Path, cfg: FMConfig) -> dict:
         "shards": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in shards],
         "splits_sha256": hashlib.sha256(splits.read_bytes()).hexdigest() if splits.exists() else None,
         "tokenizer": cfg.tokenizer.model_dump(),
+        **({"tokenizer_from": str(Path(tokenizer_from).resolve())} if tokenizer_from else {}),
         "row_length": cfg.model.block_size + 1,
     }
 
 
-def is_prepared(dataset_dir: str | Path, cfg: FMConfig, run_dir: str | Path) -> bool:
+def is_prepared(dataset_dir: str | Path, cfg: FMConfig, run_dir: str | Path, tokenizer_from: Path | None = None) -> bool:
     """True when ``run_dir`` already holds the tokenizer and windows of this dataset under this config."""
     marker = Path(run_dir) / "windows" / "prepared.json"
-    return marker.exists() and json.loads(marker.read_text()) == _fingerprint(Path(dataset_dir), cfg)
+    return marker.exists() and json.loads(marker.read_text()) == _fingerprint(Path(dataset_dir), cfg, tokenizer_from)
 
 
 def prepare_corpus(
@@ -124,9 +125,12 @@ def prepare_corpus(
     *,
     engine: Engine = LOCAL,
     progress: ProgressFn | None = None,
+    tokenizer_from: str | Path | None = None,
 ) -> dict:
     """Fit the tokenizer on the train split and write ``RUN/windows/{train,tuning}.npy``; returns the
-    tokenizer statistics per split (also in ``RUN/tokenizer_stats.json``)."""
+    tokenizer statistics per split (also in ``RUN/tokenizer_stats.json``). With ``tokenizer_from`` (a run
+    folder) that run's tokenizer is reused instead of fitting one: continued pretraining keeps the vocabulary
+    its embeddings were trained on (codes new to it roll up to a parent or UNK)."""
     from clinfm.data.store import SubjectDatabase
 
     dataset_dir, run_dir = Path(dataset_dir), Path(run_dir)
@@ -137,7 +141,10 @@ def prepare_corpus(
         raise ValueError(f"{dataset_dir} has no subjects in the train split ({schema.SPLITS_FILE})")
     train_ids = sorted(sid for ids in by_split[schema.TRAIN] for sid in ids)
     tc = cfg.tokenizer
-    tok = ClinicalTokenizer(tc.min_count, tc.n_value_bins, tc.age_band_years).fit(db, train_ids)
+    if tokenizer_from:
+        tok = ClinicalTokenizer.load(Path(tokenizer_from) / "tokenizer.json")
+    else:
+        tok = ClinicalTokenizer(tc.min_count, tc.n_value_bins, tc.age_band_years, tc.fused_values).fit(db, train_ids)
     run_dir.mkdir(parents=True, exist_ok=True)
     tok.save(run_dir / "tokenizer.json")
 
@@ -160,5 +167,6 @@ def prepare_corpus(
             stats[s] = asdict(tok.summarize([c for p in parts for c in p.counts]))
     shutil.rmtree(parts_dir)
     (run_dir / "tokenizer_stats.json").write_text(json.dumps(stats, indent=2))
-    (windows / "prepared.json").write_text(json.dumps(_fingerprint(dataset_dir, cfg), indent=2))
+    fingerprint = _fingerprint(dataset_dir, cfg, Path(tokenizer_from) if tokenizer_from else None)
+    (windows / "prepared.json").write_text(json.dumps(fingerprint, indent=2))
     return stats

@@ -3,7 +3,9 @@
 A timeline becomes ``BOS GENDER//F AGE//40-44 <event> <event> TIME//1w <event> ... EOS`` where
 
 * an event is one code token (``SNOMED//44054006``), followed by a value-bin token ``Q0``..``Q9`` when the
-  event has a numeric value and its code has decile edges learned on the training split;
+  event has a numeric value and its code has decile edges learned on the training split; with
+  ``fused_values`` the code and its bin are one token instead (``LOINC//2160-0|Q3``), so a lab value costs
+  one position and the model reads what the value means for that code from one embedding;
 * codes seen fewer than ``min_count`` times in training are rolled up to their parent code
   (``metadata/codes.parquet`` ``parent_codes``, else :func:`schema.parent_code`), or to ``UNK``;
 * a time-gap token (``TIME//5m`` .. ``TIME//5y+``, nearest bin on a log scale) sits between events at
@@ -44,6 +46,7 @@ from clinfm.schema import Subject
 PAD, BOS, EOS, UNK = "PAD", "BOS", "EOS", "UNK"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 TIME_PREFIX, AGE_PREFIX, BIN_PREFIX = "TIME//", "AGE//", "Q"
+FUSED_SEP = "|Q"  # code|Qb: a code and its value bin in one token
 
 MINUTE, HOUR, DAY, YEAR = 1.0, 60.0, 1440.0, 525960.0
 TIME_BINS: tuple[tuple[str, float], ...] = (
@@ -115,9 +118,10 @@ class ClinicalTokenizer:
     >>> tok.decode(ids)[:3]                                     # doctest: +SKIP
     """
 
-    def __init__(self, min_count: int = 5, n_value_bins: int = 10, age_band_years: int = 5) -> None:
+    def __init__(self, min_count: int = 5, n_value_bins: int = 10, age_band_years: int = 5, fused_values: bool = False) -> None:
         if n_value_bins < 1 or n_value_bins > 100:
             raise ValueError(f"n_value_bins {n_value_bins} is not in 1..100")
+        self.fused_values = fused_values
         self.min_count = min_count
         self.n_value_bins = n_value_bins
         self.age_band_years = age_band_years
@@ -164,6 +168,9 @@ class ClinicalTokenizer:
         for row in edges.filter(pl.col("n") >= self.n_value_bins).sort("token").iter_rows(named=True):
             cuts = sorted({float(row[f"q{i}"]) for i in range(len(qs))})
             self.value_bins_[row["token"]] = cuts
+        if self.fused_values:
+            self.vocab_ += [f"{t}{FUSED_SEP}{b}" for t, cuts in self.value_bins_.items() for b in range(len(cuts) + 1)]
+            self._index()
         return self
 
     def _roll_up(self, counts: Counter) -> dict[str, str]:
@@ -303,7 +310,9 @@ class ClinicalTokenizer:
             out.tokens.append(tid)
             out.times.append(t)
             b = self.value_bin(self.vocab_[tid], value) if value is not None else None
-            if b is not None:
+            if b is not None and self.fused_values:
+                out.tokens[-1] = self.token_to_id_[f"{self.vocab_[tid]}{FUSED_SEP}{b}"]
+            elif b is not None:
                 out.tokens.append(self._bin_ids[b])
                 out.times.append(t)
             if code == schema.DEATH:
@@ -359,14 +368,20 @@ class ClinicalTokenizer:
                 elapsed += minutes[token[len(TIME_PREFIX) :]]
             elif token.startswith(BIN_PREFIX) and token[1:].isdigit():
                 if events and events[-1].value_bin is None:
-                    b = int(token[1:])
-                    cuts = self.value_bins_.get(events[-1].code, [])
-                    lo = cuts[b - 1] if 0 < b <= len(cuts) else -math.inf
-                    hi = cuts[b] if b < len(cuts) else math.inf
-                    events[-1].value_bin, events[-1].value_range = b, (lo, hi)
+                    self._set_bin(events[-1], int(token[1:]))
+            elif FUSED_SEP in token and token.rpartition(FUSED_SEP)[2].isdigit():
+                code, _, b = token.rpartition(FUSED_SEP)
+                events.append(DecodedEvent(code=code, elapsed=dt.timedelta(minutes=elapsed)))
+                self._set_bin(events[-1], int(b))
             else:
                 events.append(DecodedEvent(code=token, elapsed=dt.timedelta(minutes=elapsed)))
         return events
+
+    def _set_bin(self, event: DecodedEvent, b: int) -> None:
+        cuts = self.value_bins_.get(event.code, [])
+        lo = cuts[b - 1] if 0 < b <= len(cuts) else -math.inf
+        hi = cuts[b] if b < len(cuts) else math.inf
+        event.value_bin, event.value_range = b, (lo, hi)
 
     # --- statistics -----------------------------------------------------------------------------------
     def describe(self, db, subject_ids: Iterable[int]) -> TokenizerStats:
@@ -402,7 +417,8 @@ class ClinicalTokenizer:
         self._check_fitted()
         state = {
             "format": "clinfm-tokenizer-v1",
-            "params": {"min_count": self.min_count, "n_value_bins": self.n_value_bins, "age_band_years": self.age_band_years},
+            "params": {"min_count": self.min_count, "n_value_bins": self.n_value_bins, "age_band_years": self.age_band_years,
+                       **({"fused_values": True} if self.fused_values else {})},  # fmt: skip
             "vocab": self.vocab_,
             "code_map": {c: t for c, t in sorted(self.code_map_.items()) if c != t},
             "value_bins": self.value_bins_,

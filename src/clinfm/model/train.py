@@ -21,7 +21,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -258,14 +258,25 @@ def evaluate(
 
 
 # --- the training loop ---------------------------------------------------------------------------------
-def _corpus(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool, engine: Engine) -> dict:
+def _corpus(dataset_dir: Path, cfg: FMConfig, run_dir: Path, resume: bool, engine: Engine, init: Path | None) -> dict:
     """The run's tokenizer and windows, reused when resuming or already prepared for this dataset and config
     (``clinfm pretrain --prepare-only``); returns the tokenizer statistics."""
     stats_file = run_dir / "tokenizer_stats.json"
     have = (run_dir / "tokenizer.json").exists() and (run_dir / "windows" / "train.npy").exists()
-    if have and (resume or is_prepared(dataset_dir, cfg, run_dir)):
+    if have and (resume or is_prepared(dataset_dir, cfg, run_dir, init)):
         return json.loads(stats_file.read_text()) if stats_file.exists() else {}
-    return prepare_corpus(dataset_dir, cfg, run_dir, engine=engine)
+    return prepare_corpus(dataset_dir, cfg, run_dir, engine=engine, tokenizer_from=init)
+
+
+def continued_config(cfg: FMConfig, init: Path) -> FMConfig:
+    """``cfg`` with the architecture and tokenizer settings of the run at ``init`` (its weights must fit)."""
+    if not (init / "model.safetensors").exists() or not (init / "tokenizer.json").exists():
+        raise FileNotFoundError(f"--init {init} is not a trained ClinFM run folder (expected model.safetensors and tokenizer.json)")
+    base = load_config(init / "fm-config.yaml") if (init / "fm-config.yaml").exists() else cfg
+    arch = json.loads((init / "config.json").read_text())["model"]
+    keys = ("n_layer", "n_head", "n_embd", "block_size", "bias", "tte_tasks", "tte_bin_days")
+    model = base.model.model_copy(update={k: arch[k] for k in keys if k in arch})
+    return cfg.model_copy(update={"model": model, "tokenizer": base.tokenizer})
 
 
 @dataclass
@@ -283,7 +294,16 @@ class _Trainer:
     autocast: Callable[[], contextlib.AbstractContextManager[Any]]
 
 
-def _build(cfg: FMConfig, vocab_size: int, d: _Dist, weights: Path | None = None) -> _Trainer:
+def tte_codes(train_w: np.ndarray, tokenizer: ClinicalTokenizer, k: int) -> tuple[int, ...]:
+    """The ``k`` code tokens most frequent in the train windows (ties by id): the time-to-event tasks."""
+    counts = np.bincount(np.asarray(train_w).ravel(), minlength=tokenizer.vocab_size)[: tokenizer.vocab_size]
+    counts[tokenizer.token_kinds() != 4] = -1
+    order = np.lexsort((np.arange(len(counts)), -counts))
+    return tuple(int(i) for i in order[:k] if counts[i] > 0)
+
+
+def _build(cfg: FMConfig, tokenizer: ClinicalTokenizer, d: _Dist, weights: Path | None = None,
+           train_w: np.ndarray | None = None) -> _Trainer:  # fmt: skip
     """Model, parallel wrapping and optimizer for this process; ``weights`` (a run's model.safetensors) are
     loaded before sharding so every layout starts from the same whole tensors."""
     t = cfg.training
@@ -298,7 +318,13 @@ def _build(cfg: FMConfig, vocab_size: int, d: _Dist, weights: Path | None = None
     parallel = "fsdp" if fsdp else "ddp" if d.world > 1 else "single"
     torch.manual_seed(t.seed)  # the same initial weights in every process
     home = torch.device("cpu") if fsdp else device  # under FSDP only shards reach the device
-    model = GPT(cfg.model.gpt_config(vocab_size)).to(home)
+    gpt_cfg = cfg.model.gpt_config(tokenizer.vocab_size)
+    if gpt_cfg.tte_tasks:
+        codes = tte_codes(train_w, tokenizer, gpt_cfg.tte_tasks) if train_w is not None else ()
+        gpt_cfg = replace(gpt_cfg, tte_tasks=len(codes), tte_codes=codes, tte_record_start=tokenizer.bos_id)
+    model = GPT(gpt_cfg).to(home)
+    if gpt_cfg.tte_tasks:
+        model.tte_minutes.copy_(torch.from_numpy(tokenizer.time_minutes()))
     if weights is not None:
         from safetensors.torch import load_model
 
@@ -382,6 +408,7 @@ def pretrain(
     resume: bool = False,
     stop_at_step: int | None = None,
     engine: Engine = LOCAL,
+    init: str | Path | None = None,
 ) -> TrainResult:
     """Pretrain a model on the train split of a MEDS dataset and write a run folder to ``out_dir``.
 
@@ -390,8 +417,15 @@ def pretrain(
     Under torchrun each process calls this; only rank 0 writes files and reports progress. Tokenization
     runs first, on ``engine`` (local processes or Ray), unless the run folder already holds windows
     prepared for this dataset and config (:func:`clinfm.model.corpus.prepare_corpus`).
+
+    ``init`` (a trained run folder) is continued pretraining: the new run starts from that run's weights,
+    tokenizer and architecture, and trains on ``dataset_dir`` with ``config``'s training settings (a fresh
+    optimizer and schedule); the path by which one site's model helps another's.
     """
     cfg = load_config(config)
+    init = Path(init) if init else None
+    if init is not None:
+        cfg = continued_config(cfg, init)
     t = cfg.training
     dataset_dir, run_dir = Path(dataset_dir), Path(out_dir)
     d = _init_distributed("cuda" if t.device == "cuda" or (t.device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -404,7 +438,7 @@ def pretrain(
     stats: dict = {}
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        stats = _corpus(dataset_dir, cfg, run_dir, resume, engine)
+        stats = _corpus(dataset_dir, cfg, run_dir, resume, engine, init)
         if not resume:
             save_config(cfg, run_dir / "fm-config.yaml")
     d.barrier()
@@ -416,7 +450,8 @@ def pretrain(
     no_loss = no_loss_mask(tok)
     max_steps = t.max_steps or max(1, math.ceil(t.epochs * len(train_w) / t.batch_size))
 
-    trainer = _build(cfg, tok.vocab_size, d, run_dir / "model.safetensors" if resume else None)
+    weights = run_dir / "model.safetensors" if resume else (init / "model.safetensors" if init else None)
+    trainer = _build(cfg, tok, d, weights, train_w)
     start_step, history = _restore(trainer, run_dir) if resume else (0, [])
     model = trainer.model
     model.train()
@@ -475,9 +510,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, type=Path, help="run folder")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--stop-at-step", type=int, default=None)
+    parser.add_argument("--init", type=Path, default=None, help="continue pretraining from this run folder's weights")
     parser.add_argument("--losses-json", type=Path, default=None, help="write the per-step losses here (rank 0)")
     args = parser.parse_args(argv)
-    result = pretrain(args.dataset, args.config, args.out, _print_progress, args.resume, args.stop_at_step)
+    result = pretrain(args.dataset, args.config, args.out, _print_progress, args.resume, args.stop_at_step, init=args.init)
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
         summary = {k: v for k, v in asdict(result).items() if k != "losses"}
