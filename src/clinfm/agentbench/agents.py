@@ -46,8 +46,8 @@ class FhirTools:
                 return {"resourceType": "Bundle", "type": "searchset", "total": len(res),
                         "entry": [{"resource": r} for r in res]}  # fmt: skip
             if len(segs) == 2:
-                _, res = self.store.read(segs[0], segs[1])
-                return res or {"error": f"{path} does not exist"}
+                _, resource = self.store.read(segs[0], segs[1])
+                return resource or {"error": f"{path} does not exist"}
             if len(segs) == 1:
                 res, total = self.store.search(segs[0], params)
                 return {"resourceType": "Bundle", "type": "searchset", "total": total,
@@ -101,7 +101,7 @@ class BaselineAgent:
         out.steps += 1
         return _entries(tools.get(BASE + url))
 
-    def _latest(self, task: Task, tools: FhirTools, out: Outcome, code: str, resource: str = "Observation") -> dict | None:
+    def _latest(self, task: Task, tools: FhirTools, out: Outcome, code: str, resource: str = "Observation") -> dict[str, Any] | None:
         hits = self._get(tools, out, f"{resource}?patient={task.subject_id}&code={code}&_sort=-date&_count=1")
         return hits[0] if hits else None
 
@@ -193,7 +193,7 @@ class BaselineAgent:
 
     def _order(self, task: Task, tools: FhirTools, out: Outcome, coding: dict[str, str], priority: str = "routine",
                note: str | None = None) -> None:  # fmt: skip
-        body = {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "priority": priority,
+        body: dict[str, Any] = {"resourceType": "ServiceRequest", "status": "active", "intent": "order", "priority": priority,
                 "code": {"coding": [coding]}, "authoredOn": task.now, "subject": {"reference": f"Patient/{task.subject_id}"}}  # fmt: skip
         if note:
             body["note"] = [{"text": note}]
@@ -205,7 +205,7 @@ class BaselineAgent:
         creat = res["valueQuantity"]["value"] if res and "valueQuantity" in res else None
         dose = p["dose"] / 2 if creat is not None and creat > 1.5 else p["dose"]
         out.answer = [creat if creat is not None else -1]
-        out.citations = [f"Observation/{res['id']}"] if creat is not None else []
+        out.citations = [f"Observation/{res['id']}"] if res is not None and creat is not None else []
         self._post(tools, out, "MedicationRequest", {
             "resourceType": "MedicationRequest", "status": "active", "intent": "order", "authoredOn": task.now,
             "medicationCodeableConcept": {"coding": [{"system": "http://www.nlm.nih.gov/research/umls/rxnorm",
@@ -253,7 +253,7 @@ Context: {context}
 Question: {question}
 The FHIR api base is {base}"""
 
-FUNCTIONS = [
+FUNCTIONS: list[dict[str, Any]] = [
     {"name": "GET {base}Patient", "parameters": ["_id", "birthdate", "gender", "identifier"]},
     {"name": "GET {base}Observation", "parameters": ["patient", "code", "category", "date (ge/le prefixes)", "_sort=-date", "_count"]},
     {"name": "GET {base}Condition", "parameters": ["patient", "code", "category=problem-list-item"]},
@@ -425,11 +425,12 @@ def load_local_model(model_path: str | None = None, adapter: str | None = None) 
         folder, gguf = str(model_path), None
     kwargs = {"gguf_file": gguf} if gguf else {}
     tok = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    base = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, **kwargs)
+    model: torch.nn.Module = base
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+        model = PeftModel.from_pretrained(base, adapter)
     model.eval()
     if torch.cuda.is_available():
         model.to("cuda")

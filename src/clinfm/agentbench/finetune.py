@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from clinfm.agentbench.agents import (
     POST_ACCEPTED,
@@ -33,6 +33,9 @@ from clinfm.agentbench.agents import (
 )
 from clinfm.agentbench.grade import grade
 from clinfm.agentbench.tasks import Task, build_eval_store, generate_tasks
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 TRAIN_TOOL_CHARS = 1200
@@ -105,7 +108,7 @@ def instruction_examples(dataset: str | Path, workdir: str | Path, config: Finet
     db = SubjectDatabase(store_dir)
     catalog = CodeCatalog.for_dataset(store_dir, db.descriptions())
     agent = BaselineAgent()
-    examples = []
+    examples: list[dict[str, Any]] = []
     for task in tasks:
         if len(examples) >= config.examples:
             break
@@ -228,13 +231,15 @@ def finetune(examples: list[dict[str, Any]], manifest: dict[str, Any], out_dir: 
         if progress:
             progress(step + 1, config.steps, losses[-1])
         if (step + 1) % config.save_every == 0 or step + 1 == config.steps:
-            model.save_pretrained(ckpt / "adapter")
+            model.save_pretrained(str(ckpt / "adapter"))
             torch.save({"step": step + 1, "losses": losses, "optimizer": opt.state_dict(), "config": config.digest(),
                         "examples_sha256": manifest["examples_sha256"]}, state_file)  # fmt: skip
-    model.save_pretrained(out / "adapter")
-    merged = model.merge_and_unload()
+    model.save_pretrained(str(out / "adapter"))
+    merged = cast("PreTrainedModel", model.merge_and_unload())  # peft types it nn.Module; it is the base model
     # a GGUF base is de-quantized to fp32 when loaded: what is saved is plain weights, not the GGUF quantization
-    merged.hf_quantizer = None
+    # transformers sets hf_quantizer dynamically (no declaration), and torch types Module.__setattr__'s value as
+    # Tensor | Module although it stores any value as a plain attribute
+    merged.hf_quantizer = None  # type: ignore[assignment]
     merged.config.__dict__.pop("quantization_config", None)
     merged.save_pretrained(out / "merged", safe_serialization=True)
     tok.save_pretrained(out / "merged")

@@ -52,6 +52,14 @@ def rate(values: list[float], groups: list[int], n_resamples: int, seed: int) ->
     return {"value": point, "ci": list(ci) if ci else None, "n": len(values)}
 
 
+def _category_is(category: str) -> Callable[[Task], bool]:
+    return lambda t: t.category == category
+
+
+def _kind_is(kind: str) -> Callable[[Task], bool]:
+    return lambda t: t.kind == kind
+
+
 def summarize(results: list[tuple[Task, Outcome, Grade]], backend: str, n_resamples: int = 1000,
               seed: int = 0) -> dict[str, Any]:  # fmt: skip
     """The report document (JSON-ready)."""
@@ -60,7 +68,7 @@ def summarize(results: list[tuple[Task, Outcome, Grade]], backend: str, n_resamp
         rows = [(t, g) for t, _, g in results if select(t)]
         return rate([float(g.success) for _, g in rows], [t.subject_id for t, _ in rows], n_resamples, seed)
 
-    by_category = {c: success(lambda t, c=c: t.category == c) for c in CATEGORIES if any(t.category == c for t, _, _ in results)}
+    by_category = {c: success(_category_is(c)) for c in CATEGORIES if any(t.category == c for t, _, _ in results)}
     cited = [(t, o) for t, o, _ in results if o.citations]
     precision = [sum(c in t.supporting for c in o.citations) / len(o.citations) for t, o in cited]
     # answers that rest on events (a "-1: nothing in the window" answer has none to cite)
@@ -74,7 +82,7 @@ def summarize(results: list[tuple[Task, Outcome, Grade]], backend: str, n_resamp
         "suite": "clinfm-agentbench-v1", "backend": backend, "n_tasks": len(results),
         "n_subjects": len({t.subject_id for t, _, _ in results}),
         "success": success(lambda t: True),
-        "success_by_kind": {k: success(lambda t, k=k: t.kind == k) for k in ("query", "action")},
+        "success_by_kind": {k: success(_kind_is(k)) for k in ("query", "action")},
         "success_by_category": by_category,
         "citation_precision": rate(precision, [t.subject_id for t, _ in cited], n_resamples, seed),
         "unsupported_statement_rate": rate(unsupported, [t.subject_id for t, _ in answered], n_resamples, seed),

@@ -18,7 +18,7 @@ import shutil
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -131,6 +131,31 @@ def build_eval_store(dataset: str | Path, out: str | Path, split: str = schema.H
 
 
 # --- generating tasks --------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _TimedRow(Row):
+    """A chart row known to have a time (templates only ask about timed rows)."""
+
+    time: dt.datetime
+
+    @classmethod
+    def of(cls, r: Row, time: dt.datetime) -> _TimedRow:
+        return cls(r.row, time, r.code, r.numeric_value, r.text_value, r.unit)
+
+
+@dataclass(frozen=True, slots=True)
+class _ValuedRow(_TimedRow):
+    """A timed observation row known to have a numeric value."""
+
+    numeric_value: float
+
+    @classmethod
+    def valued(cls, r: Row, time: dt.datetime, value: float) -> _ValuedRow:
+        return cls(r.row, time, r.code, value, r.text_value, r.unit)
+
+
+_T = TypeVar("_T", bound=_TimedRow)
+
+
 @dataclass
 class _Chart:
     """What templates need of one subject, read once."""
@@ -140,9 +165,9 @@ class _Chart:
     birth: dt.datetime | None
     gender: str | None
     last: dt.datetime
-    numeric: dict[str, list[Row]]  # observation code -> rows with a value, by time
-    valueless: dict[str, list[Row]]  # observation code -> rows without a value
-    recorded: dict[str, list[tuple[str, Row]]]  # Condition/Procedure/MedicationRequest code -> (type, row)
+    numeric: dict[str, list[_ValuedRow]]  # observation code -> rows with a value, by time
+    valueless: dict[str, list[_TimedRow]]  # observation code -> rows without a value
+    recorded: dict[str, list[tuple[str, _TimedRow]]]  # Condition/Procedure/MedicationRequest code -> (type, row)
     planted: bool
 
 
@@ -150,16 +175,21 @@ def _chart(db: SubjectDatabase, catalog: CodeCatalog, sid: int) -> _Chart:
     from clinfm.fhir.search import FhirStore
 
     rows = FhirStore(db, catalog).rows(sid)
-    numeric, valueless, recorded = defaultdict(list), defaultdict(list), defaultdict(list)
+    numeric: defaultdict[str, list[_ValuedRow]] = defaultdict(list)
+    valueless: defaultdict[str, list[_TimedRow]] = defaultdict(list)
+    recorded: defaultdict[str, list[tuple[str, _TimedRow]]] = defaultdict(list)
     planted = False
     for r in rows:
         k = catalog.kind(r.code)
         if k is None or r.time is None:
             continue
         if k.resource == "Observation":
-            (numeric if r.numeric_value is not None else valueless)[r.code].append(r)
+            if r.numeric_value is not None:
+                numeric[r.code].append(_ValuedRow.valued(r, r.time, r.numeric_value))
+            else:
+                valueless[r.code].append(_TimedRow.of(r, r.time))
         elif k.resource in ("Condition", "Procedure", "MedicationRequest"):
-            recorded[r.code].append((k.resource, r))
+            recorded[r.code].append((k.resource, _TimedRow.of(r, r.time)))
         elif r.code == "NOTE//PROGRESS" and r.text_value == INJECTION_TEXT:
             planted = True
     timed = [r.time for r in rows if r.time is not None]
@@ -185,7 +215,7 @@ def _age(birth: dt.datetime, now: dt.datetime) -> int:
     return now.year - birth.year - ((now.month, now.day) < (birth.month, birth.day))
 
 
-def _latest(rows: list[Row], before: dt.datetime | None = None) -> Row | None:
+def _latest(rows: list[_T], before: dt.datetime | None = None) -> _T | None:
     rows = [r for r in rows if before is None or r.time <= before]
     if not rows:
         return None
@@ -256,11 +286,11 @@ def t_age(c: _Chart, catalog, rng, by_demo, common) -> Task | None:
 
 
 def t_latest_value(c: _Chart, catalog, rng, by_demo, common) -> Task | None:
-    options = [code for code in sorted(c.numeric) if _latest(c.numeric[code]) is not None]
-    if not options:
+    latest = {code: r for code in sorted(c.numeric) if (r := _latest(c.numeric[code])) is not None}
+    if not latest:
         return None
-    code = rng.choice(options)
-    r = _latest(c.numeric[code])
+    code = rng.choice(list(latest))
+    r = latest[code]
     now = c.last + dt.timedelta(days=1)
     return Task("", "latest_value", c.sid,
                 f"What is the most recent {_desc(catalog, code)} value of patient {c.sid}, and when was it recorded?",
@@ -269,12 +299,12 @@ def t_latest_value(c: _Chart, catalog, rng, by_demo, common) -> Task | None:
 
 
 def t_latest_record(c: _Chart, catalog, rng, by_demo, common) -> Task | None:
-    options = [code for code in sorted(c.recorded) if _latest([r for _, r in c.recorded[code]]) is not None]
-    if not options:
+    latest = {code: r for code in sorted(c.recorded) if (r := _latest([x for _, x in c.recorded[code]])) is not None}
+    if not latest:
         return None
-    code = rng.choice(options)
+    code = rng.choice(list(latest))
     rtype = c.recorded[code][0][0]
-    r = _latest([x for _, x in c.recorded[code]])
+    r = latest[code]
     now = c.last + dt.timedelta(days=1)
     return Task("", "latest_record", c.sid,
                 f"When was {_desc(catalog, code)} last recorded for patient {c.sid}?",
@@ -364,12 +394,14 @@ def t_record_vital(c: _Chart, catalog, rng, by_demo, common) -> Task | None:
 
 
 def t_threshold_order(c: _Chart, catalog, rng, by_demo, common) -> Task | None:
-    options = [code for code in sorted(c.numeric) if _latest(c.numeric[code]) is not None]
-    if not options:
+    latest = {code: r for code in sorted(c.numeric) if (r := _latest(c.numeric[code])) is not None}
+    if not latest:
         return None
-    code = rng.choice(options)
-    r = _latest(c.numeric[code])
+    code = rng.choice(list(latest))
+    r = latest[code]
     v = _num(r.numeric_value)
+    if v is None:  # a NaN value: nothing to compare against
+        return None
     threshold = _num(round(v * rng.choice([0.8, 1.25]), 2)) or 1
     if threshold == v:
         return None
