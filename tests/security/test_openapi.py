@@ -10,8 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-PUBLIC = {("GET", "/cds-services"), ("GET", "/health"), ("GET", "/ready")}
-"""Operations that need no key: CDS Hooks discovery and the probes of an orchestrator."""
+PUBLIC = {("GET", "/cds-services"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/fhir/metadata")}
+"""Operations that need no key: CDS Hooks discovery, FHIR's CapabilityStatement (what a client reads before it
+authenticates) and the probes of an orchestrator."""
 EXAMPLES = {GenerationMode.POSITIVE: 12, GenerationMode.NEGATIVE: 8}
 
 
