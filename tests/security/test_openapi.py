@@ -56,7 +56,8 @@ def test_every_protected_operation_refuses_a_missing_and_a_foreign_key(client, g
             if (method.upper(), path) in PUBLIC or method not in ("get", "post", "put", "delete", "patch"):
                 continue
             url = path.replace("{service_id}", "clinfm-risk").replace("{session_id}", "0" * 36).replace(
-                "{subject_id}", "1").replace("{version}", "mv_000000000000")  # fmt: skip
+                "{subject_id}", "1").replace("{version}", "mv_000000000000").replace("{resource_type}", "Observation").replace(
+                "{resource_id}", "1-0").replace("{answer_id}", "0").replace("{proposal_id}", "1")  # fmt: skip
             r = client.request(method.upper(), url, json={}, follow_redirects=False)
             assert r.status_code == 401, (method, path, r.status_code)
             checked += 1

@@ -3,15 +3,14 @@ kept for review and for fine-tuning (``clinfm assist-finetune``); scope ``Assist
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials
 
 from clinfm.agentbench.feedback import Feedback, record_feedback
-from clinfm.serve.deps import api_key_of, bearer, resolve_principal, state
+from clinfm.serve.deps import require, state
 from clinfm.serve.problems import AUTH_RESPONSES, Problem, responses
-from clinfm.serve.security import ScopeNeed
+from clinfm.serve.security import Principal, ScopeNeed
 
 router = APIRouter(prefix="/v1/assist", tags=["assist"])
 FEEDBACK = (ScopeNeed("Assist", "c", ("system", "user", "patient")),)
@@ -21,8 +20,7 @@ FEEDBACK_FILE = "assist-feedback.jsonl"
 @router.post("/{answer_id}/feedback", status_code=201, responses=responses(*AUTH_RESPONSES, 422),
              summary="Rate an assistant answer, with a correction and a reason")  # fmt: skip
 async def feedback(answer_id: str, body: Feedback, request: Request,
-                   creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> JSONResponse:  # fmt: skip
-    principal = await resolve_principal(request, api_key_of(request, creds), FEEDBACK)
+                   principal: Principal = require(*FEEDBACK)) -> JSONResponse:  # fmt: skip
     if not 1 <= len(answer_id) <= 100 or not answer_id.replace("-", "").replace("_", "").isalnum():
         raise Problem(422, f"answer id {answer_id[:100]!r} is not an answer id (letters, digits, - and _)", slug="invalid-parameter")
     path = state(request).settings.data_dir / FEEDBACK_FILE

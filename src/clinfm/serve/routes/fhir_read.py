@@ -300,10 +300,14 @@ async def list_proposals(request: Request, status: str | None = "proposed", subj
     return JSONResponse({"proposals": [p.summary() for p in items]})
 
 
+async def _reviewer(request: Request, creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Principal:
+    """The caller, authenticated as a dependency so that a request without a key gets 401 before its body is read."""
+    return await _principal(request, creds, "ServiceRequest", "u")
+
+
 @review_router.post("/{proposal_id}/review", summary="Accept or reject a proposal (the record is not changed)")
 async def review(proposal_id: str, body: ReviewRequest, request: Request,
-                 creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> JSONResponse:  # fmt: skip
-    principal = await _principal(request, creds, "ServiceRequest", "u")
+                 principal: Principal = Depends(_reviewer)) -> JSONResponse:  # fmt: skip
     store = proposal_store(request)
     try:
         p = await run_in_threadpool(store.review, principal.org, proposal_id, principal.actor, body.decision, body.reason)
