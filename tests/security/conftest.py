@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from clinfm.govern.db import dispose_engines
-from tests.serve.conftest import CountForecaster, build_governance, make_settings, secret_file  # noqa: F401
+# the serving app, its client and a subject come from tests/serve; they use this file's SQLite-only governance
+from tests.serve.conftest import app_factory, build_governance, client, secret_file, subject_id  # noqa: F401
 
 AUDIT_ENV = ("CLINFM_DATABASE_URL", "CLINFM_AUDIT_KEY", "CLINFM_AUDIT_KEY_FILE", "CLINFM_AUDIT_SIGNING_KEY_FILE",
              "CLINFM_AUDIT_VERIFY_KEY_FILE", "CLINFM_AUDIT_CHECKPOINTS", "CLINFM_ENV")  # fmt: skip
@@ -33,31 +34,3 @@ def governance(tmp_path_factory, eunomia_meds):
     home = tmp_path_factory.mktemp("security-govern")
     return build_governance(f"sqlite:///{home / 'registry.db'}", home, eunomia_meds)
 
-
-@pytest.fixture()
-def app_factory(tmp_path, governance, eunomia_meds, secret_file):  # noqa: F811
-    from clinfm.serve import create_app
-
-    def build(with_model: bool = True, **overrides):
-        app = create_app(make_settings(tmp_path, governance, eunomia_meds, secret_file, **overrides))
-        if with_model:
-            app.state.serve.predictions.loader = CountForecaster
-        return app
-
-    return build
-
-
-@pytest.fixture()
-def client(app_factory):
-    from fastapi.testclient import TestClient
-
-    with TestClient(app_factory()) as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
-def subject_id(eunomia_meds) -> int:
-    from clinfm.data.store import SubjectDatabase
-
-    db = SubjectDatabase(eunomia_meds)
-    return max(list(db)[:200], key=lambda s: len(db.table(s)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from tests.security.conftest import CountForecaster
+from tests.serve.conftest import CountForecaster
 from tests.serve.conftest import bearer
 
 
